@@ -1,0 +1,92 @@
+# ai-chat-fcgi.  `make run` and `make test` install what is missing (Debian 12, as root), build, and
+# serve or test.  See README.md.
+
+PORT ?= 8080
+PYTHON ?= /usr/bin/python3
+CC = gcc
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fno-strict-aliasing \
+	$(shell pkg-config --cflags json-c 2>/dev/null)
+LDLIBS = -lfcgi -lsqlite3 $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -pthread
+
+# Debian packages: what building, running and testing need, and what only the benchmark needs.
+PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcmocka-dev \
+	nginx-light python3 curl
+BENCH_PACKAGES = wrk
+
+COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/repo_sqlite.c \
+	common/util.c common/valid.c
+FCGI_SRC = fcgi/handlers.c fcgi/http.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
+SQL = $(sort $(wildcard sql/*.sql))
+COMMON_OBJ = $(COMMON_SRC:%.c=build/%.o) build/migrations.o
+FCGI_OBJ = $(FCGI_SRC:%.c=build/%.o)
+HEADERS = $(wildcard common/*.h fcgi/*.h)
+UNIT_TESTS = $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
+
+.PHONY: all deps run test unit e2e bench clean
+.DELETE_ON_ERROR:
+
+all: build/ai-chat-fcgi
+
+# Installs the Debian packages that are missing (as root), or says which to install.
+deps:
+	@missing=""; for p in $(PACKAGES) $(EXTRA_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then echo "deps: missing Debian packages:$$missing (run as root, or apt-get install them)"; exit 1; fi; \
+		echo "deps: installing with apt-get:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+			|| { echo "deps: apt-get install failed"; exit 1; }; \
+	fi
+
+build/ai-chat-fcgi: build/fcgi/main.o $(FCGI_OBJ) $(COMMON_OBJ)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# The schema scripts, compiled in as strings, in file-name order.
+build/migrations.c: $(SQL) Makefile
+	@mkdir -p build
+	@{ echo '#include "../common/migrations.h"'; \
+	   echo 'const struct ac_migration ac_migrations[] = {'; \
+	   for f in $(SQL); do \
+		n=$$(basename $$f .sql); v=$$(echo "$$n" | sed -e 's/_.*//' -e 's/^0*//'); \
+		printf '\t{ %s, "%s",\n' "$$v" "$$n"; \
+		sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/\t"/' -e 's/$$/\\n"/' $$f; \
+		printf '\t},\n'; \
+	   done; \
+	   echo '};'; \
+	   echo 'const size_t ac_migrations_count = sizeof(ac_migrations) / sizeof(ac_migrations[0]);'; } > $@
+
+build/migrations.o: build/migrations.c common/migrations.h
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+build/tests/%: tests/unit/%.c $(COMMON_OBJ) build/fcgi/http.o $(HEADERS)
+	@mkdir -p build/tests
+	$(CC) $(CFLAGS) -o $@ $< $(COMMON_OBJ) build/fcgi/http.o $(LDLIBS) -lcmocka
+
+build/bench-trivial: tests/bench/trivial.c
+	@mkdir -p build
+	$(CC) $(CFLAGS) -o $@ $< -lfcgi -pthread
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	PORT=$(PORT) conf/stack.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
+	@PYTHON=$(PYTHON) tests/run.sh $(UNIT_TESTS)
+
+unit: $(UNIT_TESTS)
+	@tests/run.sh --unit-only $(UNIT_TESTS)
+
+bench:
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
+	@$(MAKE) --no-print-directory all build/bench-trivial
+	tests/bench/bench.sh
+
+clean:
+	rm -rf build run

@@ -1,0 +1,229 @@
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "util.h"
+
+#define DOTENV_MAX (64 * 1024)
+
+/* Finds NAME in a .env file: KEY=value lines, "export " prefix, # comments, optional quotes. */
+static const char *
+dotenv_get(const char *path, const char *name, char *out, size_t out_size)
+{
+	FILE *f = fopen(path != NULL ? path : ".env", "r");
+	char line[4096];
+	const char *found = NULL;
+	size_t total = 0;
+
+	if (f == NULL)
+		return NULL;
+	while (fgets(line, sizeof(line), f) != NULL && total < DOTENV_MAX) {
+		char *p = line, *eq, *val, *end;
+		size_t klen, vlen;
+
+		total += strlen(line);
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (strncmp(p, "export ", 7) == 0)
+			p += 7;
+		eq = strchr(p, '=');
+		if (*p == '#' || eq == NULL)
+			continue;
+		klen = (size_t)(eq - p);
+		while (klen > 0 && (p[klen - 1] == ' ' || p[klen - 1] == '\t'))
+			klen--;
+		if (klen != strlen(name) || strncmp(p, name, klen) != 0)
+			continue;
+		val = eq + 1;
+		while (*val == ' ' || *val == '\t')
+			val++;
+		end = val + strlen(val);
+		while (end > val && strchr(" \t\r\n", end[-1]) != NULL)
+			end--;
+		if (end - val >= 2 && (*val == '"' || *val == '\'') && end[-1] == *val) {
+			val++;
+			end--;
+		} else {
+			/* An unquoted value ends at a comment. */
+			char *hash = strstr(val, " #");
+
+			if (hash != NULL && hash < end) {
+				end = hash;
+				while (end > val && (end[-1] == ' ' || end[-1] == '\t'))
+					end--;
+			}
+		}
+		vlen = (size_t)(end - val);
+		if (vlen >= out_size)
+			vlen = out_size - 1;
+		memcpy(out, val, vlen);
+		out[vlen] = '\0';
+		found = out;	/* the last assignment wins */
+	}
+	fclose(f);
+	return found;
+}
+
+const char *
+ac_config_raw(const char *name, char *tmp, size_t tmp_size, const char *dotenv)
+{
+	const char *v = getenv(name);
+
+	if (v != NULL)
+		return v;
+	return dotenv_get(dotenv, name, tmp, tmp_size);
+}
+
+static enum ac_err
+get_int(const char *name, const char *dotenv, long long def, long long min, long long max,
+    long long *out, char *msg, size_t msg_size)
+{
+	char tmp[256];
+	const char *v = ac_config_raw(name, tmp, sizeof(tmp), dotenv);
+	int64_t n;
+
+	if (v == NULL || *v == '\0') {
+		*out = def;
+		return AC_OK;
+	}
+	if (ac_parse_i64(v, strlen(v), min, max, &n) != AC_OK) {
+		snprintf(msg, msg_size, "%s: '%s' is not a whole number from %lld to %lld", name, v, min, max);
+		return AC_EINVAL;
+	}
+	*out = n;
+	return AC_OK;
+}
+
+static enum ac_err
+parse_database_url(struct ac_config *cfg, const char *url, char *msg, size_t msg_size)
+{
+	static const char prefix[] = "sqlite:///";
+	const char *path;
+
+	if (strncmp(url, prefix, sizeof(prefix) - 1) != 0) {
+		snprintf(msg, msg_size,
+		    "DATABASE_URL: '%s' is not supported: use sqlite:///relative/path or sqlite:////absolute/path",
+		    url);
+		return AC_EINVAL;
+	}
+	path = url + sizeof(prefix) - 1;	/* "/abs" for sqlite:////abs, "./x" or "x" otherwise */
+	if (*path == '\0' || strchr(path, '?') != NULL) {
+		snprintf(msg, msg_size, "DATABASE_URL: '%s' names no file", url);
+		return AC_EINVAL;
+	}
+	if (strlen(path) >= sizeof(cfg->db_path)) {
+		snprintf(msg, msg_size, "DATABASE_URL: the path is too long");
+		return AC_EINVAL;
+	}
+	strcpy(cfg->db_path, path);
+	return AC_OK;
+}
+
+static enum ac_err
+parse_origins(struct ac_config *cfg, const char *v, char *msg, size_t msg_size)
+{
+	const char *p = v;
+
+	cfg->cors_any = 0;
+	cfg->cors_count = 0;
+	while (*p != '\0') {
+		const char *end = strchr(p, ',');
+		size_t len;
+
+		if (end == NULL)
+			end = p + strlen(p);
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+		len = (size_t)(end - p);
+		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len == 1 && *p == '*') {
+			cfg->cors_any = 1;
+		} else if (len > 0) {
+			if (cfg->cors_count == AC_CONFIG_MAX_ORIGINS ||
+			    len >= sizeof(cfg->cors_origins[0])) {
+				snprintf(msg, msg_size, "CORS_ORIGINS: at most %d origins of under 256 characters",
+				    AC_CONFIG_MAX_ORIGINS);
+				return AC_EINVAL;
+			}
+			memcpy(cfg->cors_origins[cfg->cors_count], p, len);
+			cfg->cors_origins[cfg->cors_count][len] = '\0';
+			cfg->cors_count++;
+		}
+		p = *end == ',' ? end + 1 : end;
+	}
+	return AC_OK;
+}
+
+enum ac_err
+ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
+{
+	char tmp[AC_PATH_MAX];
+	const char *v;
+	long long n;
+	enum ac_err err;
+
+	memset(cfg, 0, sizeof(*cfg));
+	msg[0] = '\0';
+
+	v = ac_config_raw("DATABASE_URL", tmp, sizeof(tmp), dotenv);
+	err = parse_database_url(cfg, v != NULL && *v != '\0' ? v : "sqlite:///./ai_chat.db", msg, msg_size);
+	if (err != AC_OK)
+		return err;
+
+	if ((err = get_int("PORT", dotenv, 8080, 1, 65535, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->port = (int)n;
+	if ((err = get_int("WORKER_PROCESSES", dotenv, 2, 1, 64, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->processes = (int)n;
+	if ((err = get_int("WORKER_THREADS", dotenv, 64, 1, 1024, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->threads = (int)n;
+	if ((err = get_int("MAX_BODY_BYTES", dotenv, 1048576, 1024, 64LL * 1048576, &n, msg,
+	    msg_size)) != AC_OK)
+		return err;
+	cfg->max_body = (size_t)n;
+	if ((err = get_int("DB_BUSY_TIMEOUT_MS", dotenv, 5000, 0, 600000, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->busy_timeout_ms = (int)n;
+
+	v = ac_config_raw("CORS_ORIGINS", tmp, sizeof(tmp), dotenv);
+	if ((err = parse_origins(cfg, v != NULL ? v : "*", msg, msg_size)) != AC_OK)
+		return err;
+
+	v = ac_config_raw("FCGI_SOCKET", tmp, sizeof(tmp), dotenv);
+	if (v != NULL && *v != '\0') {
+		if (strlen(v) >= sizeof(cfg->socket_path)) {
+			snprintf(msg, msg_size, "FCGI_SOCKET: a unix socket path must be under %zu bytes",
+			    sizeof(cfg->socket_path));
+			return AC_EINVAL;
+		}
+		strcpy(cfg->socket_path, v);
+	}
+	v = ac_config_raw("FCGI_SOCKET_MODE", tmp, sizeof(tmp), dotenv);
+	cfg->socket_mode = 0660;
+	if (v != NULL && *v != '\0') {
+		char *end;
+		unsigned long mode;
+
+		errno = 0;
+		mode = strtoul(v, &end, 8);
+		if (errno != 0 || *end != '\0' || mode > 0777) {
+			snprintf(msg, msg_size, "FCGI_SOCKET_MODE: '%s' is not an octal mode such as 0660", v);
+			return AC_EINVAL;
+		}
+		cfg->socket_mode = (unsigned)mode;
+	}
+	v = ac_config_raw("FCGI_SOCKET_GROUP", tmp, sizeof(tmp), dotenv);
+	if (v != NULL && *v != '\0') {
+		if (strlen(v) >= sizeof(cfg->socket_group)) {
+			snprintf(msg, msg_size, "FCGI_SOCKET_GROUP: the group name is too long");
+			return AC_EINVAL;
+		}
+		strcpy(cfg->socket_group, v);
+	}
+	return AC_OK;
+}

@@ -1,0 +1,497 @@
+/* The repository on SQLite: one connection per struct ac_repo, statements prepared once and reused. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "migrations.h"
+#include "repo.h"
+#include "util.h"
+
+enum stmt_id {
+	S_BEGIN,
+	S_BEGIN_WRITE,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_PING,
+	S_CHAT_INSERT,
+	S_CHAT_GET,
+	S_CHAT_COUNT,
+	S_CHAT_LIST,
+	S_CHAT_RENAME,
+	S_CHAT_DELETE,
+	S_CHAT_OWNED,
+	S_MSG_AFTER,
+	S_MSG_BEFORE,
+	S_MSG_MORE_AFTER,
+	S_MSG_MORE_BEFORE,
+	S_COUNT
+};
+
+#define CHAT_COLUMNS "id, user_id, title, created_at, updated_at, message_count"
+#define MSG_COLUMNS "id, chat_id, role, content, created_at"
+
+static const char *const stmt_sql[S_COUNT] = {
+	[S_BEGIN] = "BEGIN",
+	[S_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+	[S_PING] = "SELECT count(*) FROM (SELECT 1 FROM chats LIMIT 1)",
+	[S_CHAT_INSERT] = "INSERT INTO chats (id, user_id, title, created_at, updated_at) "
+	    "VALUES (?1, ?2, ?3, ?4, ?4) RETURNING " CHAT_COLUMNS,
+	[S_CHAT_GET] = "SELECT " CHAT_COLUMNS " FROM chats WHERE id = ?1 AND user_id = ?2",
+	[S_CHAT_COUNT] = "SELECT count(*) FROM chats WHERE user_id = ?1",
+	[S_CHAT_LIST] = "SELECT " CHAT_COLUMNS " FROM chats WHERE user_id = ?1 "
+	    "ORDER BY updated_at DESC, id DESC LIMIT ?2 OFFSET ?3",
+	[S_CHAT_RENAME] = "UPDATE chats SET title = ?3, updated_at = max(?4, updated_at + 1) "
+	    "WHERE id = ?1 AND user_id = ?2 RETURNING " CHAT_COLUMNS,
+	[S_CHAT_DELETE] = "DELETE FROM chats WHERE id = ?1 AND user_id = ?2",
+	[S_CHAT_OWNED] = "SELECT 1 FROM chats WHERE id = ?1 AND user_id = ?2",
+	[S_MSG_AFTER] = "SELECT " MSG_COLUMNS " FROM messages WHERE chat_id = ?1 AND id > ?2 "
+	    "ORDER BY id LIMIT ?3",
+	[S_MSG_BEFORE] = "SELECT * FROM (SELECT " MSG_COLUMNS " FROM messages "
+	    "WHERE chat_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3) ORDER BY id",
+	[S_MSG_MORE_AFTER] = "SELECT 1 FROM messages WHERE chat_id = ?1 AND id > ?2 "
+	    "ORDER BY id LIMIT 1 OFFSET ?3",
+	[S_MSG_MORE_BEFORE] = "SELECT 1 FROM messages WHERE chat_id = ?1 AND id < ?2 "
+	    "ORDER BY id DESC LIMIT 1 OFFSET ?3",
+};
+
+struct ac_repo {
+	sqlite3 *db;
+	sqlite3_stmt *stmt[S_COUNT];
+	char errmsg[256];
+};
+
+static enum ac_err
+fail(struct ac_repo *r, int rc)
+{
+	snprintf(r->errmsg, sizeof(r->errmsg), "%s", r->db != NULL ? sqlite3_errmsg(r->db) :
+	    sqlite3_errstr(rc));
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return AC_EBUSY;
+	case SQLITE_NOMEM:
+		return AC_ENOMEM;
+	default:
+		return AC_EDB;
+	}
+}
+
+/* The statement, reset with its bindings cleared, prepared on first use. */
+static enum ac_err
+stmt(struct ac_repo *r, enum stmt_id id, sqlite3_stmt **out)
+{
+	int rc = SQLITE_OK;
+
+	if (r->stmt[id] == NULL)
+		rc = sqlite3_prepare_v3(r->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &r->stmt[id], NULL);
+	*out = r->stmt[id];
+	return rc == SQLITE_OK ? AC_OK : fail(r, rc);
+}
+
+static void
+done(sqlite3_stmt *s)
+{
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
+static int
+bind_str(sqlite3_stmt *s, int i, struct ac_str v)
+{
+	if (v.ptr == NULL)
+		return sqlite3_bind_null(s, i);
+	return sqlite3_bind_text64(s, i, v.ptr, v.len, SQLITE_STATIC, SQLITE_UTF8);
+}
+
+static struct ac_str
+col_str(sqlite3_stmt *s, int i)
+{
+	struct ac_str v;
+
+	if (sqlite3_column_type(s, i) == SQLITE_NULL) {
+		v.ptr = NULL;
+		v.len = 0;
+		return v;
+	}
+	v.ptr = (const char *)sqlite3_column_text(s, i);
+	v.len = (size_t)sqlite3_column_bytes(s, i);
+	return v;
+}
+
+/* Runs a statement without results. */
+static enum ac_err
+exec(struct ac_repo *r, enum stmt_id id)
+{
+	sqlite3_stmt *s;
+	enum ac_err err = stmt(r, id, &s);
+	int rc;
+
+	if (err != AC_OK)
+		return err;
+	rc = sqlite3_step(s);
+	done(s);
+	return rc == SQLITE_DONE || rc == SQLITE_ROW ? AC_OK : fail(r, rc);
+}
+
+static void
+rollback(struct ac_repo *r)
+{
+	if (!sqlite3_get_autocommit(r->db))
+		(void)exec(r, S_ROLLBACK);
+}
+
+static enum ac_err
+commit(struct ac_repo *r, enum ac_err err)
+{
+	if (err == AC_OK || err == AC_ENOTFOUND) {
+		enum ac_err cerr = exec(r, S_COMMIT);
+
+		if (cerr == AC_OK)
+			return err;
+		err = cerr;
+	}
+	rollback(r);
+	return err;
+}
+
+/* Steps a statement that yields chats, handing each to fn; AC_ENOTFOUND if none. */
+static enum ac_err
+each_chat(struct ac_repo *r, sqlite3_stmt *s, ac_chat_fn fn, void *arg)
+{
+	enum ac_err err = AC_ENOTFOUND;
+	int rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct ac_chat c;
+
+		c.id = col_str(s, 0);
+		c.user_id = col_str(s, 1);
+		c.title = col_str(s, 2);
+		c.created_at = sqlite3_column_int64(s, 3);
+		c.updated_at = sqlite3_column_int64(s, 4);
+		c.message_count = sqlite3_column_int64(s, 5);
+		err = fn != NULL ? fn(arg, &c) : AC_OK;
+		if (err != AC_OK)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		err = fail(r, rc);
+out:
+	done(s);
+	return err;
+}
+
+/* Steps a statement that yields messages, handing each to fn. */
+static enum ac_err
+each_message(struct ac_repo *r, sqlite3_stmt *s, ac_message_fn fn, void *arg)
+{
+	enum ac_err err = AC_OK;
+	int rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct ac_message m;
+		const unsigned char *role = sqlite3_column_text(s, 2);
+
+		m.id = sqlite3_column_int64(s, 0);
+		m.chat_id = col_str(s, 1);
+		m.role = role != NULL && role[0] == 'a' ? AC_ROLE_ASSISTANT : AC_ROLE_USER;
+		m.content = col_str(s, 3);
+		if (m.content.ptr == NULL)
+			m.content = AC_STR("");
+		m.created_at = sqlite3_column_int64(s, 4);
+		if ((err = fn(arg, &m)) != AC_OK)
+			break;
+	}
+	if (err == AC_OK && rc != SQLITE_DONE)
+		err = fail(r, rc);
+	done(s);
+	return err;
+}
+
+static enum ac_err
+configure(sqlite3 *db, int busy_timeout_ms)
+{
+	if (sqlite3_busy_timeout(db, busy_timeout_ms) != SQLITE_OK)
+		return AC_EDB;
+	/* Foreign keys are per connection (cascade delete needs them); FULL makes every commit durable. */
+	if (sqlite3_exec(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return AC_EDB;
+	return AC_OK;
+}
+
+enum ac_err
+ac_repo_migrate(const char *path, int busy_timeout_ms, char *msg, size_t msg_size)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	enum ac_err err = AC_EDB;
+	int version = 0, newest = 0;
+	char *errmsg = NULL;
+	const char *step = "open";
+
+	msg[0] = '\0';
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK)
+		goto out;
+	step = "configure";
+	if (configure(db, busy_timeout_ms) != AC_OK)
+		goto out;
+	step = "set WAL mode";
+	if (sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, &errmsg) != SQLITE_OK)
+		goto out;
+	step = "lock";
+	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &errmsg) != SQLITE_OK)
+		goto out;
+	step = "read the schema version";
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL) != SQLITE_OK ||
+	    sqlite3_step(s) != SQLITE_ROW)
+		goto rollback;
+	version = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	s = NULL;
+	for (size_t i = 0; i < ac_migrations_count; i++) {
+		const struct ac_migration *m = &ac_migrations[i];
+		char pragma[64];
+
+		if (m->version > newest)
+			newest = m->version;
+		if (m->version <= version)
+			continue;
+		step = m->name;
+		if (sqlite3_exec(db, m->sql, NULL, NULL, &errmsg) != SQLITE_OK)
+			goto rollback;
+		snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", m->version);
+		if (sqlite3_exec(db, pragma, NULL, NULL, &errmsg) != SQLITE_OK)
+			goto rollback;
+	}
+	if (version > newest) {
+		snprintf(msg, msg_size, "%s: schema version %d is newer than this program's (%d)", path,
+		    version, newest);
+		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+		err = AC_EINVAL;
+		goto done;
+	}
+	step = "commit";
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, &errmsg) != SQLITE_OK)
+		goto rollback;
+	err = AC_OK;
+	goto done;
+rollback:
+	snprintf(msg, msg_size, "%s: %s: %s", path, step, errmsg != NULL ? errmsg : sqlite3_errmsg(db));
+	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	goto done;
+out:
+	snprintf(msg, msg_size, "%s: %s: %s", path, step,
+	    errmsg != NULL ? errmsg : db != NULL ? sqlite3_errmsg(db) : "out of memory");
+done:
+	sqlite3_free(errmsg);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return err;
+}
+
+enum ac_err
+ac_repo_open(const char *path, int busy_timeout_ms, struct ac_repo **out)
+{
+	struct ac_repo *r = calloc(1, sizeof(*r));
+	enum ac_err err;
+
+	*out = NULL;
+	if (r == NULL)
+		return AC_ENOMEM;
+	/* NOMUTEX: a connection belongs to one thread. */
+	if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+		err = AC_EDB;
+		goto fail;
+	}
+	err = configure(r->db, busy_timeout_ms);
+	if (err != AC_OK)
+		goto fail;
+	*out = r;
+	return AC_OK;
+fail:
+	ac_repo_close(r);
+	return err;
+}
+
+void
+ac_repo_close(struct ac_repo *r)
+{
+	if (r == NULL)
+		return;
+	for (int i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(r->stmt[i]);
+	sqlite3_close(r->db);
+	free(r);
+}
+
+const char *
+ac_repo_errmsg(const struct ac_repo *r)
+{
+	return r->errmsg[0] != '\0' ? r->errmsg : "unknown error";
+}
+
+enum ac_err
+ac_repo_ping(struct ac_repo *r)
+{
+	return exec(r, S_PING);
+}
+
+enum ac_err
+ac_repo_chat_create(struct ac_repo *r, struct ac_str user_id, struct ac_str title, ac_chat_fn fn,
+    void *arg)
+{
+	char id[AC_UUID_LEN + 1];
+	sqlite3_stmt *s;
+	enum ac_err err;
+
+	if ((err = ac_uuid4(id)) != AC_OK)
+		return err;
+	if ((err = stmt(r, S_CHAT_INSERT, &s)) != AC_OK)
+		return err;
+	sqlite3_bind_text(s, 1, id, AC_UUID_LEN, SQLITE_STATIC);
+	bind_str(s, 2, user_id);
+	bind_str(s, 3, title);
+	sqlite3_bind_int64(s, 4, ac_now_us());
+	err = each_chat(r, s, fn, arg);
+	return err == AC_ENOTFOUND ? AC_EDB : err;
+}
+
+enum ac_err
+ac_repo_chat_get(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, ac_chat_fn fn,
+    void *arg)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+
+	if ((err = stmt(r, S_CHAT_GET, &s)) != AC_OK)
+		return err;
+	bind_str(s, 1, chat_id);
+	bind_str(s, 2, user_id);
+	return each_chat(r, s, fn, arg);
+}
+
+enum ac_err
+ac_repo_chat_list(struct ac_repo *r, struct ac_str user_id, int64_t limit, int64_t offset,
+    int64_t *total, ac_chat_fn fn, void *arg)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+	int rc;
+
+	/* One read transaction, so that total and the page agree. */
+	if ((err = exec(r, S_BEGIN)) != AC_OK)
+		return err;
+	if ((err = stmt(r, S_CHAT_COUNT, &s)) != AC_OK)
+		goto out;
+	bind_str(s, 1, user_id);
+	rc = sqlite3_step(s);
+	*total = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	done(s);
+	if (rc != SQLITE_ROW) {
+		err = fail(r, rc);
+		goto out;
+	}
+	if ((err = stmt(r, S_CHAT_LIST, &s)) != AC_OK)
+		goto out;
+	bind_str(s, 1, user_id);
+	sqlite3_bind_int64(s, 2, limit);
+	sqlite3_bind_int64(s, 3, offset);
+	err = each_chat(r, s, fn, arg);
+	if (err == AC_ENOTFOUND)
+		err = AC_OK;
+out:
+	return commit(r, err);
+}
+
+enum ac_err
+ac_repo_chat_rename(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    struct ac_str title, ac_chat_fn fn, void *arg)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+
+	if ((err = stmt(r, S_CHAT_RENAME, &s)) != AC_OK)
+		return err;
+	bind_str(s, 1, chat_id);
+	bind_str(s, 2, user_id);
+	bind_str(s, 3, title);
+	sqlite3_bind_int64(s, 4, ac_now_us());
+	return each_chat(r, s, fn, arg);
+}
+
+enum ac_err
+ac_repo_chat_delete(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+	int rc;
+
+	if ((err = stmt(r, S_CHAT_DELETE, &s)) != AC_OK)
+		return err;
+	bind_str(s, 1, chat_id);
+	bind_str(s, 2, user_id);
+	rc = sqlite3_step(s);
+	done(s);
+	if (rc != SQLITE_DONE)
+		return fail(r, rc);
+	return sqlite3_changes(r->db) > 0 ? AC_OK : AC_ENOTFOUND;
+}
+
+static enum ac_err
+owned(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+	int rc;
+
+	if ((err = stmt(r, S_CHAT_OWNED, &s)) != AC_OK)
+		return err;
+	bind_str(s, 1, chat_id);
+	bind_str(s, 2, user_id);
+	rc = sqlite3_step(s);
+	done(s);
+	if (rc == SQLITE_ROW)
+		return AC_OK;
+	return rc == SQLITE_DONE ? AC_ENOTFOUND : fail(r, rc);
+}
+
+enum ac_err
+ac_repo_message_list(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    const struct ac_page *page, bool *more, ac_message_fn fn, void *arg)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+	int rc;
+
+	*more = false;
+	if ((err = exec(r, S_BEGIN)) != AC_OK)
+		return err;
+	if ((err = owned(r, chat_id, user_id)) != AC_OK)
+		goto out;
+	/* Whether a message lies past the page: known before the first row is handed out. */
+	if ((err = stmt(r, page->backward ? S_MSG_MORE_BEFORE : S_MSG_MORE_AFTER, &s)) != AC_OK)
+		goto out;
+	bind_str(s, 1, chat_id);
+	sqlite3_bind_int64(s, 2, page->cursor);
+	sqlite3_bind_int64(s, 3, page->limit);
+	rc = sqlite3_step(s);
+	done(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		err = fail(r, rc);
+		goto out;
+	}
+	*more = rc == SQLITE_ROW;
+	if ((err = stmt(r, page->backward ? S_MSG_BEFORE : S_MSG_AFTER, &s)) != AC_OK)
+		goto out;
+	bind_str(s, 1, chat_id);
+	sqlite3_bind_int64(s, 2, page->cursor);
+	sqlite3_bind_int64(s, 3, page->limit);
+	err = each_message(r, s, fn, arg);
+out:
+	return commit(r, err);
+}

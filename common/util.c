@@ -1,0 +1,182 @@
+#include <errno.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "util.h"
+
+int64_t
+ac_now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+put_digits(char *p, unsigned v, int n)
+{
+	while (n-- > 0) {
+		p[n] = (char)('0' + v % 10);
+		v /= 10;
+	}
+}
+
+void
+ac_time_format(int64_t t, char out[AC_TIME_LEN + 1])
+{
+	time_t secs = (time_t)(t / 1000000);
+	int64_t us = t % 1000000;
+	struct tm tm;
+
+	if (us < 0) {
+		us += 1000000;
+		secs -= 1;
+	}
+	gmtime_r(&secs, &tm);
+	memcpy(out, "0000-00-00T00:00:00.000000Z", AC_TIME_LEN + 1);
+	put_digits(out, (unsigned)(tm.tm_year + 1900) % 10000, 4);
+	put_digits(out + 5, (unsigned)tm.tm_mon + 1, 2);
+	put_digits(out + 8, (unsigned)tm.tm_mday, 2);
+	put_digits(out + 11, (unsigned)tm.tm_hour, 2);
+	put_digits(out + 14, (unsigned)tm.tm_min, 2);
+	put_digits(out + 17, (unsigned)tm.tm_sec, 2);
+	put_digits(out + 20, (unsigned)us, 6);
+}
+
+enum ac_err
+ac_uuid4(char out[AC_UUID_LEN + 1])
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char r[16];
+	size_t got = 0;
+	char *p = out;
+
+	while (got < sizeof(r)) {
+		ssize_t n = getrandom(r + got, sizeof(r) - got, 0);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return AC_ESYS;
+		}
+		got += (size_t)n;
+	}
+	r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);	/* version 4 */
+	r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);	/* RFC 4122 variant */
+	for (int i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[r[i] >> 4];
+		*p++ = hex[r[i] & 0x0f];
+	}
+	*p = '\0';
+	return AC_OK;
+}
+
+bool
+ac_uuid_valid(const char *s, size_t len)
+{
+	if (len != AC_UUID_LEN)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (c != '-')
+				return false;
+		} else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+			return false;
+		}
+	}
+	return true;
+}
+
+bool
+ac_utf8_count(const char *s, size_t len, size_t *chars)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	const unsigned char *end = p + len;
+	size_t n = 0;
+
+	while (p < end) {
+		unsigned c = *p;
+		unsigned cp;
+		int extra;
+
+		if (c < 0x80) {
+			p++;
+			n++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf) {
+			extra = 1;
+			cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			extra = 2;
+			cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			extra = 3;
+			cp = c & 0x07;
+		} else {
+			return false;
+		}
+		if (end - p <= extra)
+			return false;
+		for (int i = 1; i <= extra; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if ((extra == 2 && cp < 0x800) || (extra == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += extra + 1;
+		n++;
+	}
+	if (chars != NULL)
+		*chars = n;
+	return true;
+}
+
+enum ac_err
+ac_parse_i64(const char *s, size_t len, int64_t min, int64_t max, int64_t *out)
+{
+	size_t i = 0;
+	bool neg = false;
+	uint64_t v = 0;
+	uint64_t limit;
+
+	if (len > 0 && (s[0] == '-' || s[0] == '+')) {
+		neg = s[0] == '-';
+		i = 1;
+	}
+	if (i == len)
+		return AC_EINVAL;
+	limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	for (; i < len; i++) {
+		unsigned d;
+
+		if (s[i] < '0' || s[i] > '9')
+			return AC_EINVAL;
+		d = (unsigned)(s[i] - '0');
+		if (v > (limit - d) / 10)
+			return AC_ETOOBIG;
+		v = v * 10 + d;
+	}
+	if (neg) {
+		int64_t r = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+
+		if (r < min)
+			return AC_ETOOBIG;
+		*out = r;
+		return AC_OK;
+	}
+	if ((int64_t)v > max)
+		return AC_ETOOBIG;
+	if ((int64_t)v < min)
+		return AC_ETOOBIG;
+	*out = (int64_t)v;
+	return AC_OK;
+}

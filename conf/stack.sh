@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Serve the API through nginx in the foreground: write nginx's configuration from nginx.conf.example,
+# start the worker and nginx, and stop both on SIGINT or SIGTERM (Ctrl-C).  Used by make run, make test
+# and make bench.
+#
+# Environment: PORT (else the worker's setting: .env, then 8080), RUN_DIR (configuration, logs, pid;
+# default ./run), WORKER (the FastCGI program; default build/ai-chat-fcgi), NGINX_WORKERS (default auto),
+# ACCESS_LOG (default RUN_DIR/access.log; "off" to disable).  Every other setting reaches the worker.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+worker=${WORKER:-$top/build/ai-chat-fcgi}
+app=$top/build/ai-chat-fcgi
+run_dir=${RUN_DIR:-$PWD/run}
+port=${PORT:-$("$app" --config-value PORT)}
+max_body=$("$app" --config-value MAX_BODY_BYTES)
+
+mkdir -p "$run_dir"
+run_dir=$(cd "$run_dir" && pwd)
+# The socket and nginx's temporary files go where nginx's workers (www-data when started as root) can
+# reach them whatever the permissions of the checkout's parents.
+sock_dir=$(mktemp -d /tmp/ai-chat-fcgi.XXXXXX)
+chmod 0711 "$sock_dir"
+socket=$sock_dir/worker.sock
+
+user_line=""
+if [ "$(id -u)" = 0 ]; then
+    user_line="user www-data www-data;"
+    export FCGI_SOCKET_GROUP=${FCGI_SOCKET_GROUP:-www-data}
+fi
+
+sed -e "s|@PORT@|$port|g" -e "s|@SOCKET@|$socket|g" -e "s|@RUN_DIR@|$run_dir|g" \
+    -e "s|@TMP_DIR@|$sock_dir|g" -e "s|@MAX_BODY@|$((max_body + 65536))|g" \
+    -e "s|@USER_LINE@|$user_line|g" -e "s|@WORKERS@|${NGINX_WORKERS:-auto}|g" \
+    -e "s|@ACCESS_LOG@|${ACCESS_LOG:-$run_dir/access.log}|g" \
+    "$top/nginx.conf.example" > "$run_dir/nginx.conf"
+
+worker_pid=""
+nginx_pid=""
+stop() {
+    trap - INT TERM EXIT
+    [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null || true
+    [ -n "$worker_pid" ] && kill -TERM "$worker_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$sock_dir"
+}
+trap 'stop; exit 130' INT
+trap 'stop; exit 143' TERM
+trap 'stop' EXIT
+
+FCGI_SOCKET=$socket "$worker" &
+worker_pid=$!
+for _ in $(seq 1 100); do
+    [ -S "$socket" ] && break
+    kill -0 "$worker_pid" 2>/dev/null || { echo "stack: the worker did not start" >&2; exit 1; }
+    sleep 0.05
+done
+[ -S "$socket" ] || { echo "stack: no socket at $socket" >&2; exit 1; }
+
+/usr/sbin/nginx -p "$run_dir" -c "$run_dir/nginx.conf" -e "$run_dir/error.log" &
+nginx_pid=$!
+echo "stack: serving http://127.0.0.1:$port (nginx $nginx_pid, worker $worker_pid, logs in $run_dir)" >&2
+
+# Whichever stops first, stop the other.
+set +e
+wait -n "$worker_pid" "$nginx_pid"
+status=$?
+echo "stack: a process exited (status $status); stopping" >&2
+exit "$status"

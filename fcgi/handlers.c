@@ -1,0 +1,357 @@
+/* The chat management API and the service routes. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/json.h"
+#include "../common/util.h"
+#include "handlers.h"
+
+#define USER_ID_MAX 255
+#define TITLE_MAX 200
+#define CHATS_LIMIT_MAX 100
+#define CHATS_LIMIT_DEFAULT 50
+#define MESSAGES_LIMIT_MAX 500
+#define MESSAGES_LIMIT_DEFAULT 100
+
+static const struct ac_strspec user_id_spec = { "user_id", true, false, 1, USER_ID_MAX };
+static const struct ac_strspec title_create_spec = { "title", false, true, 1, TITLE_MAX };
+static const struct ac_strspec title_rename_spec = { "title", true, false, 1, TITLE_MAX };
+
+static void
+write_time(struct ac_buf *b, int64_t t)
+{
+	char ts[AC_TIME_LEN + 1];
+
+	ac_time_format(t, ts);
+	ac_buf_addc(b, '"');
+	ac_buf_add(b, ts, AC_TIME_LEN);
+	ac_buf_addc(b, '"');
+}
+
+/* The Chat object. */
+static void
+write_chat(struct ac_buf *b, const struct ac_chat *chat)
+{
+	ac_buf_add(b, "{\"id\":", 6);
+	ac_json_str(b, chat->id.ptr, chat->id.len);
+	ac_buf_add(b, ",\"user_id\":", 11);
+	ac_json_str(b, chat->user_id.ptr, chat->user_id.len);
+	ac_buf_add(b, ",\"title\":", 9);
+	if (chat->title.ptr != NULL)
+		ac_json_str(b, chat->title.ptr, chat->title.len);
+	else
+		ac_buf_add(b, "null", 4);
+	ac_buf_add(b, ",\"created_at\":", 14);
+	write_time(b, chat->created_at);
+	ac_buf_add(b, ",\"updated_at\":", 14);
+	write_time(b, chat->updated_at);
+	ac_buf_add(b, ",\"message_count\":", 17);
+	ac_buf_addi(b, chat->message_count);
+	ac_buf_addc(b, '}');
+}
+
+static enum ac_err
+chat_out(void *arg, const struct ac_chat *chat)
+{
+	struct ac_buf *b = arg;
+
+	write_chat(b, chat);
+	return ac_buf_err(b);
+}
+
+/* Items of a list: a comma before all but the first. */
+struct list_out {
+	struct ac_ctx *c;
+	struct ac_buf *b;
+	int64_t n;
+	bool more;	/* messages: set by the repository before the first row */
+};
+
+static void
+more_header(struct list_out *o)
+{
+	ac_resp_header(o->c, "X-Has-More", o->more ? "true" : "false");
+}
+
+static enum ac_err
+chat_item_out(void *arg, const struct ac_chat *chat)
+{
+	struct list_out *o = arg;
+
+	if (o->n++ > 0)
+		ac_buf_addc(o->b, ',');
+	write_chat(o->b, chat);
+	return ac_buf_err(o->b);
+}
+
+static enum ac_err
+message_item_out(void *arg, const struct ac_message *m)
+{
+	struct list_out *o = arg;
+	struct ac_buf *b = o->b;
+
+	if (o->n++ > 0)
+		ac_buf_addc(b, ',');
+	else
+		more_header(o);	/* before the body can start streaming */
+	ac_buf_add(b, "{\"id\":", 6);
+	ac_buf_addi(b, m->id);
+	ac_buf_add(b, ",\"chat_id\":", 11);
+	ac_json_str(b, m->chat_id.ptr, m->chat_id.len);
+	if (m->role == AC_ROLE_ASSISTANT)
+		ac_buf_adds(b, ",\"role\":\"assistant\",\"content\":");
+	else
+		ac_buf_adds(b, ",\"role\":\"user\",\"content\":");
+	ac_json_str(b, m->content.ptr, m->content.len);
+	ac_buf_add(b, ",\"created_at\":", 14);
+	write_time(b, m->created_at);
+	ac_buf_addc(b, '}');
+	return ac_buf_err(b);
+}
+
+/* The body as a JSON object; false when the request has been answered or v has the reason. */
+static bool
+body_object(struct ac_ctx *c, struct ac_verrs *v, struct json_object **obj, bool *answered)
+{
+	*answered = !ac_request_json(c, v, obj);
+	if (*answered || *obj == NULL)
+		return false;
+	if (!json_object_is_type(*obj, json_type_object)) {
+		ac_verrs_add(v, "body", NULL, "value is not a valid dict", "type_error.dict", false, 0);
+		return false;
+	}
+	return true;
+}
+
+static bool
+query_user(struct ac_ctx *c, struct ac_verrs *v, struct ac_str *user_id)
+{
+	return ac_valid_str(v, "query", &user_id_spec, ac_query_get(&c->req.query, "user_id"), user_id);
+}
+
+/* Whether a path's chat id can name a chat: others are answered 404 without a lookup. */
+static bool
+chat_id_ok(struct ac_ctx *c, struct ac_str id)
+{
+	if (ac_uuid_valid(id.ptr, id.len))
+		return true;
+	ac_resp_repo_error(c, AC_ENOTFOUND, id);
+	return false;
+}
+
+void
+ac_h_root(struct ac_ctx *c, const struct ac_str *args)
+{
+	(void)args;
+	ac_resp_start(c, 200);
+	ac_buf_adds(&c->resp.body, "{\"message\":\"AI Chat Backend API\",\"version\":\"1.0.0\",\"docs\":\"/docs\"}");
+}
+
+void
+ac_h_health(struct ac_ctx *c, const struct ac_str *args)
+{
+	enum ac_err err;
+
+	(void)args;
+	err = ac_repo_ping(c->repo);
+	if (err != AC_OK) {
+		ac_resp_repo_error(c, err == AC_ENOTFOUND ? AC_EDB : err, AC_STR(""));
+		return;
+	}
+	ac_resp_start(c, 200);
+	ac_buf_adds(&c->resp.body, "{\"status\":\"healthy\"}");
+}
+
+void
+ac_h_chat_create(struct ac_ctx *c, const struct ac_str *args)
+{
+	struct ac_verrs v;
+	struct json_object *body = NULL;
+	struct ac_str user_id, title = { NULL, 0 };
+	bool answered, present;
+	enum ac_err err;
+
+	(void)args;
+	ac_verrs_init(&v);
+	if (body_object(c, &v, &body, &answered)) {
+		ac_valid_body_str(&v, body, &user_id_spec, &user_id, &present);
+		ac_valid_body_str(&v, body, &title_create_spec, &title, &present);
+		if (!present)
+			title.ptr = NULL;
+	}
+	if (answered)
+		goto out;
+	if (v.count > 0) {
+		ac_resp_invalid(c, &v);
+		goto out;
+	}
+	ac_resp_start(c, 201);
+	err = ac_repo_chat_create(c->repo, user_id, title, chat_out, &c->resp.body);
+	if (err != AC_OK)
+		ac_resp_repo_error(c, err, AC_STR(""));
+out:
+	json_object_put(body);
+	ac_verrs_free(&v);
+}
+
+void
+ac_h_chat_list(struct ac_ctx *c, const struct ac_str *args)
+{
+	struct ac_verrs v;
+	struct ac_str user_id;
+	int64_t limit, offset, total = 0;
+	struct list_out o = { c, &c->resp.body, 0, false };
+	enum ac_err err;
+
+	(void)args;
+	ac_verrs_init(&v);
+	query_user(c, &v, &user_id);
+	ac_valid_int(&v, "limit", ac_query_get(&c->req.query, "limit"), CHATS_LIMIT_DEFAULT, 1,
+	    CHATS_LIMIT_MAX, &limit);
+	ac_valid_int(&v, "offset", ac_query_get(&c->req.query, "offset"), 0, 0, INT64_MAX, &offset);
+	if (v.count > 0) {
+		ac_resp_invalid(c, &v);
+		goto out;
+	}
+	ac_resp_start(c, 200);
+	ac_buf_adds(o.b, "{\"chats\":[");
+	err = ac_repo_chat_list(c->repo, user_id, limit, offset, &total, chat_item_out, &o);
+	if (err != AC_OK) {
+		ac_resp_repo_error(c, err, AC_STR(""));
+		goto out;
+	}
+	ac_buf_adds(o.b, "],\"total\":");
+	ac_buf_addi(o.b, total);
+	ac_buf_addc(o.b, '}');
+out:
+	ac_verrs_free(&v);
+}
+
+void
+ac_h_chat_get(struct ac_ctx *c, const struct ac_str *args)
+{
+	struct ac_verrs v;
+	struct ac_str user_id;
+	enum ac_err err;
+
+	ac_verrs_init(&v);
+	if (!query_user(c, &v, &user_id)) {
+		ac_resp_invalid(c, &v);
+		goto out;
+	}
+	if (!chat_id_ok(c, args[0]))
+		goto out;
+	ac_resp_start(c, 200);
+	err = ac_repo_chat_get(c->repo, args[0], user_id, chat_out, &c->resp.body);
+	if (err != AC_OK)
+		ac_resp_repo_error(c, err, args[0]);
+out:
+	ac_verrs_free(&v);
+}
+
+void
+ac_h_chat_rename(struct ac_ctx *c, const struct ac_str *args)
+{
+	struct ac_verrs v;
+	struct json_object *body = NULL;
+	struct ac_str user_id, title;
+	bool answered, present;
+	enum ac_err err;
+
+	ac_verrs_init(&v);
+	query_user(c, &v, &user_id);
+	if (body_object(c, &v, &body, &answered))
+		ac_valid_body_str(&v, body, &title_rename_spec, &title, &present);
+	if (answered)
+		goto out;
+	if (v.count > 0) {
+		ac_resp_invalid(c, &v);
+		goto out;
+	}
+	if (!chat_id_ok(c, args[0]))
+		goto out;
+	ac_resp_start(c, 200);
+	err = ac_repo_chat_rename(c->repo, args[0], user_id, title, chat_out, &c->resp.body);
+	if (err != AC_OK)
+		ac_resp_repo_error(c, err, args[0]);
+out:
+	json_object_put(body);
+	ac_verrs_free(&v);
+}
+
+void
+ac_h_chat_delete(struct ac_ctx *c, const struct ac_str *args)
+{
+	struct ac_verrs v;
+	struct ac_str user_id;
+	enum ac_err err;
+
+	ac_verrs_init(&v);
+	if (!query_user(c, &v, &user_id)) {
+		ac_resp_invalid(c, &v);
+		goto out;
+	}
+	if (!chat_id_ok(c, args[0]))
+		goto out;
+	err = ac_repo_chat_delete(c->repo, args[0], user_id);
+	if (err != AC_OK)
+		ac_resp_repo_error(c, err, args[0]);
+	else
+		ac_resp_start(c, 204);
+out:
+	ac_verrs_free(&v);
+}
+
+void
+ac_h_message_list(struct ac_ctx *c, const struct ac_str *args)
+{
+	const struct ac_query *q = &c->req.query;
+	const struct ac_str *before = ac_query_get(q, "before");
+	const struct ac_str *after = ac_query_get(q, "after");
+	struct ac_verrs v;
+	struct ac_str user_id;
+	struct ac_page page = { 0, 0, false };
+	struct list_out o = { c, &c->resp.body, 0, false };
+	int64_t before_id = 0, after_id = 0;
+	bool newest = false;
+	enum ac_err err;
+
+	ac_verrs_init(&v);
+	query_user(c, &v, &user_id);
+	ac_valid_int(&v, "limit", ac_query_get(q, "limit"), MESSAGES_LIMIT_DEFAULT, 1, MESSAGES_LIMIT_MAX,
+	    &page.limit);
+	ac_valid_int(&v, "before", before, 0, 0, INT64_MAX, &before_id);
+	ac_valid_int(&v, "after", after, 0, 0, INT64_MAX, &after_id);
+	ac_valid_bool(&v, "newest", ac_query_get(q, "newest"), false, &newest);
+	if ((before != NULL) + (after != NULL) + newest > 1)
+		ac_verrs_add(&v, "query", before != NULL ? "before" : "after",
+		    "only one of before, after and newest may be given", "value_error", false, 0);
+	if (v.count > 0) {
+		ac_resp_invalid(c, &v);
+		goto out;
+	}
+	if (!chat_id_ok(c, args[0]))
+		goto out;
+	if (newest) {
+		page.backward = true;
+		page.cursor = INT64_MAX;
+	} else if (before != NULL) {
+		page.backward = true;
+		page.cursor = before_id;
+	} else {
+		page.cursor = after_id;
+	}
+	ac_resp_start(c, 200);
+	ac_buf_addc(o.b, '[');
+	err = ac_repo_message_list(c->repo, args[0], user_id, &page, &o.more, message_item_out, &o);
+	if (err != AC_OK) {
+		ac_resp_repo_error(c, err, args[0]);
+		goto out;
+	}
+	ac_buf_addc(o.b, ']');
+	if (o.n == 0)
+		more_header(&o);
+out:
+	ac_verrs_free(&v);
+}

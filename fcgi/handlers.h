@@ -1,0 +1,19 @@
+/* The API's handlers: each turns a parsed request into calls on the repository and an answer. */
+#ifndef AC_HANDLERS_H
+#define AC_HANDLERS_H
+
+#include "worker.h"
+
+/* args holds the path's parameters ({chat_id}), in order. */
+typedef void (*ac_handler)(struct ac_ctx *c, const struct ac_str *args);
+
+void ac_h_root(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_health(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_chat_create(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_chat_list(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_chat_get(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_chat_rename(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_chat_delete(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_message_list(struct ac_ctx *c, const struct ac_str *args);
+
+#endif

@@ -1,0 +1,286 @@
+/*
+ * ai-chat-fcgi: settings, database migration, the listening socket, and (with WORKER_PROCESSES > 1)
+ * a supervisor that keeps that many worker processes running.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fcgiapp.h>
+
+#include "../common/config.h"
+#include "../common/repo.h"
+#include "server.h"
+
+#define PROGRAM "ai-chat-fcgi"
+#define VERSION "1.0.0"
+#define LISTEN_BACKLOG 1024
+#define RESPAWN_MIN_SECONDS 1	/* a worker that dies sooner than this after its start is restarted late */
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: %s [--socket PATH] [--check-config] [--config-value NAME] [--version]\n"
+	    "Serves the AI chat API over FastCGI: on the unix socket PATH (or FCGI_SOCKET), or on the\n"
+	    "listening socket passed as fd 0 (spawn-fcgi, systemd).  Settings come from the environment\n"
+	    "and ./.env; see README.md.\n", PROGRAM);
+}
+
+/* Creates the unix socket at path with the configured mode and group. */
+static int
+open_socket(const struct ac_config *cfg)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, cfg->socket_path, strlen(cfg->socket_path) + 1);
+	if (lstat(cfg->socket_path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			fprintf(stderr, "%s: FCGI_SOCKET: %s exists and is not a socket\n", PROGRAM,
+			    cfg->socket_path);
+			return -1;
+		}
+		unlink(cfg->socket_path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	/* Never a moment with looser permissions than asked for. */
+	mode_t old = umask(0777 & ~cfg->socket_mode);
+	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+
+	umask(old);
+	if (rc != 0 || chmod(cfg->socket_path, cfg->socket_mode) != 0)
+		goto fail;
+	if (cfg->socket_group[0] != '\0') {
+		struct group *g = getgrnam(cfg->socket_group);
+
+		if (g == NULL) {
+			fprintf(stderr, "%s: FCGI_SOCKET_GROUP: no group '%s'\n", PROGRAM, cfg->socket_group);
+			close(fd);
+			return -1;
+		}
+		if (chown(cfg->socket_path, (uid_t)-1, g->gr_gid) != 0)
+			goto fail;
+	}
+	if (listen(fd, LISTEN_BACKLOG) != 0)
+		goto fail;
+	return fd;
+fail:
+	fprintf(stderr, "%s: FCGI_SOCKET: %s: %s\n", PROGRAM, cfg->socket_path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+/* fd 0 as a listening socket (spawn-fcgi, systemd), or -1. */
+static int
+inherited_socket(void)
+{
+	int listening = 0;
+	socklen_t len = sizeof(listening);
+
+	if (getsockopt(0, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening)
+		return -1;
+	return 0;
+}
+
+static pid_t
+spawn(const struct ac_config *cfg, int listen_fd)
+{
+	pid_t pid = fork();
+
+	if (pid == 0)
+		_exit(ac_serve(cfg, listen_fd));
+	if (pid < 0)
+		fprintf(stderr, "%s: fork: %s\n", PROGRAM, strerror(errno));
+	return pid;
+}
+
+/* Keeps cfg->processes workers running until SIGTERM/SIGINT, then stops them and waits. */
+static int
+supervise(const struct ac_config *cfg, int listen_fd)
+{
+	pid_t *pids = calloc((size_t)cfg->processes, sizeof(*pids));
+	time_t *started = calloc((size_t)cfg->processes, sizeof(*started));
+	sigset_t set;
+	int stopping = 0, alive = 0, status = 0;
+
+	if (pids == NULL || started == NULL) {
+		fprintf(stderr, "%s: out of memory\n", PROGRAM);
+		free(pids);
+		free(started);
+		return 1;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	for (int i = 0; i < cfg->processes; i++) {
+		pids[i] = spawn(cfg, listen_fd);
+		started[i] = time(NULL);
+	}
+	for (;;) {
+		struct timespec tick = { 1, 0 };
+		int sig = sigtimedwait(&set, NULL, &tick);
+		pid_t pid;
+		int ws;
+
+		if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
+			stopping = 1;
+			for (int i = 0; i < cfg->processes; i++) {
+				if (pids[i] > 0)
+					kill(pids[i], SIGTERM);
+			}
+		}
+		while ((pid = waitpid(-1, &ws, WNOHANG)) > 0) {
+			for (int i = 0; i < cfg->processes; i++) {
+				if (pids[i] != pid)
+					continue;
+				pids[i] = 0;
+				if (stopping) {
+					if (WIFSIGNALED(ws) || WEXITSTATUS(ws) != 0)
+						status = 1;
+				} else if (WIFSIGNALED(ws)) {
+					fprintf(stderr, "%s: worker %d killed by signal %d; restarting it\n",
+					    PROGRAM, (int)pid, WTERMSIG(ws));
+				} else {
+					fprintf(stderr, "%s: worker %d exited with status %d; restarting it\n",
+					    PROGRAM, (int)pid, WEXITSTATUS(ws));
+				}
+			}
+		}
+		alive = 0;
+		for (int i = 0; i < cfg->processes; i++)
+			alive += pids[i] > 0;
+		if (stopping) {
+			if (alive == 0)
+				break;
+			continue;
+		}
+		/* Restart the dead, each at most once a second (a worker that cannot start must not spin). */
+		for (int i = 0; i < cfg->processes; i++) {
+			if (pids[i] == 0 && time(NULL) - started[i] >= RESPAWN_MIN_SECONDS) {
+				pids[i] = spawn(cfg, listen_fd);
+				started[i] = time(NULL);
+			}
+		}
+	}
+	free(pids);
+	free(started);
+	return status;
+}
+
+static int
+print_value(const struct ac_config *cfg, const char *name)
+{
+	if (strcmp(name, "PORT") == 0)
+		printf("%d\n", cfg->port);
+	else if (strcmp(name, "MAX_BODY_BYTES") == 0)
+		printf("%zu\n", cfg->max_body);
+	else if (strcmp(name, "WORKER_PROCESSES") == 0)
+		printf("%d\n", cfg->processes);
+	else if (strcmp(name, "WORKER_THREADS") == 0)
+		printf("%d\n", cfg->threads);
+	else if (strcmp(name, "DATABASE_PATH") == 0)
+		printf("%s\n", cfg->db_path);
+	else {
+		fprintf(stderr, "%s: --config-value: unknown setting '%s'\n", PROGRAM, name);
+		return 2;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct ac_config cfg;
+	char msg[512];
+	const char *socket_arg = NULL, *value_of = NULL;
+	int check_only = 0, listen_fd, status;
+	sigset_t set;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
+			socket_arg = argv[++i];
+		} else if (strcmp(argv[i], "--config-value") == 0 && i + 1 < argc) {
+			value_of = argv[++i];
+		} else if (strcmp(argv[i], "--check-config") == 0) {
+			check_only = 1;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("%s %s\n", PROGRAM, VERSION);
+			return 0;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			usage(stdout);
+			return 0;
+		} else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (ac_config_load(&cfg, NULL, msg, sizeof(msg)) != AC_OK) {
+		fprintf(stderr, "%s: configuration: %s\n", PROGRAM, msg);
+		return 2;
+	}
+	if (socket_arg != NULL) {
+		if (strlen(socket_arg) >= sizeof(cfg.socket_path)) {
+			fprintf(stderr, "%s: --socket: the path is too long\n", PROGRAM);
+			return 2;
+		}
+		strcpy(cfg.socket_path, socket_arg);
+	}
+	if (value_of != NULL)
+		return print_value(&cfg, value_of);
+
+	if (ac_repo_migrate(cfg.db_path, cfg.busy_timeout_ms, msg, sizeof(msg)) != AC_OK) {
+		fprintf(stderr, "%s: database: %s\n", PROGRAM, msg);
+		return 1;
+	}
+	if (check_only) {
+		printf("%s: configuration and database %s are usable\n", PROGRAM, cfg.db_path);
+		return 0;
+	}
+
+	/* Termination is taken by sigwait (in the supervisor, or the worker's main thread), never by a
+	 * handler, so libfcgi's own SIGTERM handler does not come into it. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (FCGX_Init() != 0) {
+		fprintf(stderr, "%s: FCGX_Init failed\n", PROGRAM);
+		return 1;
+	}
+	listen_fd = cfg.socket_path[0] != '\0' ? open_socket(&cfg) : inherited_socket();
+	if (listen_fd < 0) {
+		if (cfg.socket_path[0] == '\0')
+			fprintf(stderr, "%s: no FastCGI socket: set FCGI_SOCKET (or --socket), or start me "
+			    "with a listening socket on fd 0 (spawn-fcgi, systemd)\n", PROGRAM);
+		return 1;
+	}
+	fprintf(stderr, "%s: serving %s with %d process%s of %d threads, database %s\n", PROGRAM,
+	    cfg.socket_path[0] != '\0' ? cfg.socket_path : "fd 0", cfg.processes,
+	    cfg.processes == 1 ? "" : "es", cfg.threads, cfg.db_path);
+	if (cfg.processes == 1)
+		status = ac_serve(&cfg, listen_fd);
+	else
+		status = supervise(&cfg, listen_fd);
+	if (cfg.socket_path[0] != '\0')
+		unlink(cfg.socket_path);
+	return status;
+}

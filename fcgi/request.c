@@ -1,0 +1,185 @@
+/* The request, from the FastCGI environment and input stream. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/json.h"
+#include "../common/util.h"
+#include "worker.h"
+
+static const char *
+param(struct ac_ctx *c, const char *name)
+{
+	const char *v = FCGX_GetParam(name, c->fcgi.envp);
+
+	return v != NULL && *v != '\0' ? v : NULL;
+}
+
+static enum ac_method
+method_of(const char *m)
+{
+	static const struct {
+		const char *name;
+		enum ac_method method;
+	} methods[] = {
+		{ "GET", AC_GET }, { "HEAD", AC_HEAD }, { "POST", AC_POST }, { "PUT", AC_PUT },
+		{ "PATCH", AC_PATCH }, { "DELETE", AC_DELETE }, { "OPTIONS", AC_OPTIONS },
+	};
+
+	for (size_t i = 0; m != NULL && i < sizeof(methods) / sizeof(methods[0]); i++) {
+		if (strcmp(m, methods[i].name) == 0)
+			return methods[i].method;
+	}
+	return AC_METHOD_OTHER;
+}
+
+bool
+ac_request_parse(struct ac_ctx *c)
+{
+	struct ac_request *r = &c->req;
+	const char *uri, *qmark, *qs, *cl;
+	size_t path_len, qs_len;
+	char *room;
+	enum ac_err err;
+
+	memset(r, 0, sizeof(*r));
+	r->method = method_of(param(c, "REQUEST_METHOD"));
+	r->content_type = param(c, "CONTENT_TYPE");
+	r->origin = param(c, "HTTP_ORIGIN");
+	r->acr_method = param(c, "HTTP_ACCESS_CONTROL_REQUEST_METHOD");
+	r->acr_headers = param(c, "HTTP_ACCESS_CONTROL_REQUEST_HEADERS");
+
+	/* REQUEST_URI is the raw target; a server that sends none gets its PATH_INFO taken as one. */
+	uri = param(c, "REQUEST_URI");
+	if (uri == NULL)
+		uri = param(c, "PATH_INFO");
+	if (uri == NULL)
+		uri = "/";
+	if (strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0) {
+		const char *slash = strchr(strstr(uri, "//") + 2, '/');
+
+		uri = slash != NULL ? slash : "/";
+	}
+	qmark = strchr(uri, '?');
+	path_len = qmark != NULL ? (size_t)(qmark - uri) : strlen(uri);
+	qs = param(c, "QUERY_STRING");
+	if (qs == NULL)
+		qs = qmark != NULL ? qmark + 1 : "";
+	qs_len = strlen(qs);
+	if (path_len + qs_len > AC_TARGET_MAX) {
+		ac_resp_error(c, 414, "Request target too long");
+		return false;
+	}
+	room = ac_buf_room(&c->scratch, path_len + qs_len + 1);
+	if (room == NULL) {
+		ac_resp_error(c, 500, "Out of memory");
+		return false;
+	}
+	if (ac_path_parse(uri, path_len, room, &r->path) != AC_OK) {
+		ac_resp_error(c, 400, "Malformed request path");
+		return false;
+	}
+	err = ac_query_parse(qs, qs_len, room + path_len, &r->query);
+	if (err != AC_OK) {
+		ac_resp_error(c, 400, err == AC_ETOOBIG ? "Too many query parameters" :
+		    "Malformed query string");
+		return false;
+	}
+
+	r->content_length = -1;
+	cl = param(c, "CONTENT_LENGTH");
+	if (cl != NULL) {
+		int64_t n;
+
+		if (ac_parse_i64(cl, strlen(cl), 0, INT64_MAX, &n) != AC_OK || cl[0] == '+' || cl[0] == '-') {
+			ac_resp_error(c, 400, "Invalid Content-Length");
+			return false;
+		}
+		r->content_length = (long long)n;
+	}
+	return true;
+}
+
+/* Reads and drops what is left of the body (bounded), so the server sees the answer, not a reset. */
+static void
+drain(struct ac_ctx *c)
+{
+	char tmp[16384];
+	size_t total = 0;
+	int n;
+
+	while (total < AC_DRAIN_MAX && (n = FCGX_GetStr(tmp, sizeof(tmp), c->fcgi.in)) > 0)
+		total += (size_t)n;
+}
+
+/* Reads the body into c->in: 0, or the status to answer (413 too large, 400 short). */
+static int
+read_body(struct ac_ctx *c)
+{
+	struct ac_request *r = &c->req;
+	size_t max = c->cfg->max_body;
+	int n;
+
+	if (r->content_length > (long long)max) {
+		drain(c);
+		return 413;
+	}
+	for (;;) {
+		/* One byte past the limit tells a body that is too large. */
+		size_t want = max + 1 - c->in.len;
+		char *room;
+
+		if (want > 65536)
+			want = 65536;
+		room = ac_buf_room(&c->in, want);
+		if (room == NULL)
+			return 500;
+		n = FCGX_GetStr(room, (int)want, c->fcgi.in);
+		if (n <= 0)
+			break;
+		c->in.len += (size_t)n;
+		c->in.data[c->in.len] = '\0';
+		if (c->in.len > max) {
+			drain(c);
+			return 413;
+		}
+	}
+	if (r->content_length >= 0 && c->in.len < (size_t)r->content_length)
+		return 400;
+	r->body.ptr = c->in.data != NULL ? c->in.data : "";
+	r->body.len = c->in.len;
+	return 0;
+}
+
+bool
+ac_request_json(struct ac_ctx *c, struct ac_verrs *v, struct json_object **obj)
+{
+	struct ac_json_error jerr;
+	char detail[96];
+	int status;
+
+	*obj = NULL;
+	if (c->req.content_type != NULL && !ac_http_is_json(c->req.content_type)) {
+		drain(c);
+		ac_resp_error(c, 415, "Unsupported Media Type: send application/json");
+		return false;
+	}
+	status = read_body(c);
+	if (status == 413) {
+		snprintf(detail, sizeof(detail), "Request body too large: the limit is %zu bytes",
+		    c->cfg->max_body);
+		ac_resp_error(c, 413, detail);
+		return false;
+	}
+	if (status != 0) {
+		ac_resp_error(c, status, status == 400 ? "Request body shorter than its Content-Length" :
+		    "Out of memory");
+		return false;
+	}
+	if (c->req.body.len == 0) {
+		ac_verrs_add(v, "body", NULL, "field required", "value_error.missing", false, 0);
+		return true;
+	}
+	if (ac_json_parse(c->req.body.ptr, c->req.body.len, obj, &jerr) != AC_OK)
+		ac_verrs_add_decode(v, &jerr);
+	return true;
+}

@@ -1,0 +1,188 @@
+/* Writing the answer: status, headers, JSON bodies; large bodies stream out in pieces. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../common/json.h"
+#include "worker.h"
+
+static const char *
+reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Entity";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	default: return "Unknown";
+	}
+}
+
+static void
+put(struct ac_ctx *c, const char *data, size_t len)
+{
+	if (c->resp.failed || len == 0)
+		return;
+	if (FCGX_PutStr(data, (int)len, c->fcgi.out) < 0)
+		c->resp.failed = true;
+}
+
+static void
+add_cors(struct ac_ctx *c, struct ac_buf *h)
+{
+	const char *origin = c->req.origin;
+
+	if (origin == NULL)
+		return;
+	if (c->cfg->cors_any) {
+		ac_buf_adds(h, "Access-Control-Allow-Origin: *\r\n");
+		return;
+	}
+	for (int i = 0; i < c->cfg->cors_count; i++) {
+		if (strcmp(origin, c->cfg->cors_origins[i]) == 0) {
+			ac_buf_printf(h, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+			return;
+		}
+	}
+}
+
+/* Sends the status line and headers; content_length < 0 leaves it out (a streamed body). */
+static void
+send_head(struct ac_ctx *c, long long content_length)
+{
+	struct ac_resp *r = &c->resp;
+	char line[128];
+	int n;
+
+	n = snprintf(line, sizeof(line), "Status: %d %s\r\n", r->status, reason(r->status));
+	put(c, line, (size_t)n);
+	if (r->status != 204) {
+		put(c, "Content-Type: application/json\r\n", 32);
+		if (content_length >= 0) {
+			n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", content_length);
+			put(c, line, (size_t)n);
+		}
+	}
+	add_cors(c, &r->headers);
+	put(c, r->headers.data, r->headers.len);
+	put(c, "\r\n", 2);
+	r->committed = true;
+}
+
+/* The body buffer's sink: a body past the window commits the head and goes out in pieces. */
+static enum ac_err
+stream_out(void *arg, const char *data, size_t len)
+{
+	struct ac_ctx *c = arg;
+
+	if (!c->resp.committed)
+		send_head(c, -1);
+	if (c->req.method != AC_HEAD)
+		put(c, data, len);
+	return c->resp.failed ? AC_EIO : AC_OK;
+}
+
+void
+ac_resp_init(struct ac_resp *r)
+{
+	memset(r, 0, sizeof(*r));
+	ac_buf_init(&r->headers, 8192);
+	ac_buf_init(&r->body, AC_RESP_WINDOW);
+}
+
+void
+ac_resp_free(struct ac_resp *r)
+{
+	ac_buf_free(&r->headers);
+	ac_buf_free(&r->body);
+}
+
+void
+ac_resp_start(struct ac_ctx *c, int status)
+{
+	struct ac_resp *r = &c->resp;
+
+	if (r->committed)
+		return;
+	r->status = status;
+	ac_buf_reset(&r->headers, 8192);
+	ac_buf_reset(&r->body, 4 * AC_RESP_WINDOW);
+	ac_buf_set_sink(&r->body, stream_out, c);
+}
+
+void
+ac_resp_header(struct ac_ctx *c, const char *name, const char *value)
+{
+	ac_buf_printf(&c->resp.headers, "%s: %s\r\n", name, value);
+}
+
+void
+ac_resp_error(struct ac_ctx *c, int status, const char *detail)
+{
+	if (c->resp.committed) {
+		/* Too late to change the answer: cut it short instead. */
+		c->resp.failed = true;
+		return;
+	}
+	ac_resp_start(c, status);
+	ac_buf_add(&c->resp.body, "{\"detail\":", 10);
+	ac_json_cstr(&c->resp.body, detail);
+	ac_buf_addc(&c->resp.body, '}');
+}
+
+void
+ac_resp_invalid(struct ac_ctx *c, const struct ac_verrs *v)
+{
+	ac_resp_start(c, 422);
+	ac_verrs_write(v, &c->resp.body);
+}
+
+void
+ac_resp_repo_error(struct ac_ctx *c, enum ac_err err, struct ac_str chat_id)
+{
+	struct ac_buf *b = &c->resp.body;
+
+	if (err == AC_ENOTFOUND) {
+		ac_resp_start(c, 404);
+		ac_buf_adds(b, "{\"detail\":\"Chat with id '");
+		ac_json_escape(b, chat_id.ptr, chat_id.len);
+		ac_buf_adds(b, "' not found\"}");
+		return;
+	}
+	ac_resp_start(c, 503);
+	ac_buf_adds(b, "{\"detail\":");
+	if (err == AC_ENOMEM) {
+		ac_json_cstr(b, "Out of memory");
+	} else {
+		char detail[320];
+
+		snprintf(detail, sizeof(detail), "Database unavailable: %s", ac_repo_errmsg(c->repo));
+		ac_json_cstr(b, detail);
+	}
+	ac_buf_addc(b, '}');
+	ac_resp_header(c, "Retry-After", "1");
+}
+
+void
+ac_resp_finish(struct ac_ctx *c)
+{
+	struct ac_resp *r = &c->resp;
+
+	if (!r->committed && ac_buf_err(&r->body) != AC_OK)
+		ac_resp_error(c, 500, "Internal error while writing the response");
+	if (r->committed) {
+		if (c->req.method != AC_HEAD && ac_buf_err(&r->body) == AC_OK)
+			put(c, r->body.data, r->body.len);
+		return;
+	}
+	send_head(c, r->status == 204 ? -1 : (long long)r->body.len);
+	if (c->req.method != AC_HEAD && r->status != 204)
+		put(c, r->body.data, r->body.len);
+}

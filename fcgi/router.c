@@ -1,0 +1,126 @@
+/* Routing: the path picks a route, the method picks its handler; CORS preflights come first. */
+#include <stdio.h>
+#include <string.h>
+
+#include "handlers.h"
+#include "worker.h"
+
+#define MAX_ARGS 2
+
+struct route {
+	const char *segs[4];		/* "{}" matches any non-empty segment, passed to the handler */
+	ac_handler on[AC_METHOD_OTHER];	/* by method; HEAD falls back to GET */
+};
+
+static const struct route routes[] = {
+	{ { NULL }, { [AC_GET] = ac_h_root } },
+	{ { "health", NULL }, { [AC_GET] = ac_h_health } },
+	{ { "chats", NULL }, { [AC_GET] = ac_h_chat_list, [AC_POST] = ac_h_chat_create } },
+	{ { "chats", "{}", NULL },
+	    { [AC_GET] = ac_h_chat_get, [AC_PATCH] = ac_h_chat_rename, [AC_DELETE] = ac_h_chat_delete } },
+	{ { "chats", "{}", "messages", NULL }, { [AC_GET] = ac_h_message_list } },
+};
+
+static const char *const method_names[AC_METHOD_OTHER] = {
+	[AC_GET] = "GET", [AC_HEAD] = "HEAD", [AC_POST] = "POST", [AC_PUT] = "PUT",
+	[AC_PATCH] = "PATCH", [AC_DELETE] = "DELETE", [AC_OPTIONS] = "OPTIONS",
+};
+
+static bool
+match(const struct route *rt, const struct ac_path *p, struct ac_str *args)
+{
+	int n = 0, nargs = 0;
+
+	while (n < 4 && rt->segs[n] != NULL)
+		n++;
+	if (p->count != n)
+		return false;
+	for (int i = 0; i < n; i++) {
+		const struct ac_str *seg = &p->seg[i];
+
+		if (strcmp(rt->segs[i], "{}") == 0) {
+			if (seg->len == 0 || nargs == MAX_ARGS)
+				return false;
+			args[nargs++] = *seg;
+		} else if (seg->len != strlen(rt->segs[i]) || memcmp(seg->ptr, rt->segs[i], seg->len) != 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A header value we may echo: a list of header names. */
+static bool
+token_list(const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+		    *s == '-' || *s == '_' || *s == ',' || *s == ' '))
+			return false;
+	}
+	return true;
+}
+
+static bool
+origin_allowed(const struct ac_ctx *c)
+{
+	if (c->cfg->cors_any)
+		return true;
+	for (int i = 0; i < c->cfg->cors_count; i++) {
+		if (strcmp(c->req.origin, c->cfg->cors_origins[i]) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void
+preflight(struct ac_ctx *c)
+{
+	if (!origin_allowed(c)) {
+		ac_resp_error(c, 400, "Disallowed CORS origin");
+		return;
+	}
+	ac_resp_start(c, 200);
+	ac_resp_header(c, "Access-Control-Allow-Methods", "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT");
+	if (c->req.acr_headers != NULL && token_list(c->req.acr_headers))
+		ac_resp_header(c, "Access-Control-Allow-Headers", c->req.acr_headers);
+	ac_resp_header(c, "Access-Control-Max-Age", "600");
+	ac_buf_adds(&c->resp.body, "{}");
+}
+
+void
+ac_route(struct ac_ctx *c)
+{
+	struct ac_str args[MAX_ARGS];
+	enum ac_method m = c->req.method;
+
+	if (m == AC_OPTIONS && c->req.origin != NULL && c->req.acr_method != NULL) {
+		preflight(c);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const struct route *rt = &routes[i];
+		ac_handler h;
+		char allow[96];
+		size_t n = 0;
+
+		if (!match(rt, &c->req.path, args))
+			continue;
+		h = m < AC_METHOD_OTHER ? rt->on[m] : NULL;
+		if (h == NULL && m == AC_HEAD)
+			h = rt->on[AC_GET];
+		if (h != NULL) {
+			h(c, args);
+			return;
+		}
+		for (int j = 0; j < AC_METHOD_OTHER; j++) {
+			if (rt->on[j] != NULL && n < sizeof(allow))
+				n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s%s", n > 0 ? ", " : "",
+				    method_names[j], j == AC_GET ? ", HEAD" : "");
+		}
+		ac_resp_error(c, 405, "Method Not Allowed");
+		ac_resp_header(c, "Allow", allow);
+		return;
+	}
+	ac_resp_error(c, 404, "Not Found");
+}

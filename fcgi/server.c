@@ -1,0 +1,177 @@
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <fcgiapp.h>
+
+#include "server.h"
+#include "worker.h"
+
+#define WAKE_SIGNAL SIGUSR2
+#define STOP_GRACE_SECONDS 60	/* longest wait for requests in flight at shutdown */
+#define SCRATCH_KEEP (64 * 1024)	/* per-thread buffers shrink back to this after a large request */
+
+struct thread {
+	pthread_t id;
+	struct ac_ctx ctx;
+	atomic_int accepting;	/* in or about to enter FCGX_Accept_r: safe to interrupt */
+	atomic_int done;
+	int started;
+};
+
+static atomic_int stopping;
+
+static void
+on_wake(int sig)
+{
+	(void)sig;	/* only there to interrupt accept() */
+}
+
+static void
+handle(struct ac_ctx *c)
+{
+	ac_buf_reset(&c->scratch, SCRATCH_KEEP);
+	ac_buf_reset(&c->in, SCRATCH_KEEP);
+	c->resp.committed = false;
+	c->resp.failed = false;
+	ac_resp_start(c, 500);
+	if (ac_request_parse(c))
+		ac_route(c);
+	ac_resp_finish(c);
+}
+
+static void *
+run(void *arg)
+{
+	struct thread *t = arg;
+	struct ac_ctx *c = &t->ctx;
+
+	for (;;) {
+		int rc;
+
+		atomic_store(&t->accepting, 1);
+		if (atomic_load(&stopping))
+			break;
+		rc = FCGX_Accept_r(&c->fcgi);
+		atomic_store(&t->accepting, 0);
+		if (rc < 0) {
+			if (atomic_load(&stopping))
+				break;
+			if (errno != EINTR) {
+				fprintf(stderr, "ai-chat-fcgi: accept: %s\n", strerror(errno));
+				usleep(10000);
+			}
+			continue;
+		}
+		handle(c);
+		FCGX_Finish_r(&c->fcgi);
+	}
+	atomic_store(&t->accepting, 0);
+	atomic_store(&t->done, 1);
+	return NULL;
+}
+
+static void
+ctx_free(struct ac_ctx *c)
+{
+	ac_repo_close(c->repo);
+	ac_resp_free(&c->resp);
+	ac_buf_free(&c->scratch);
+	ac_buf_free(&c->in);
+	FCGX_Free(&c->fcgi, 1);
+}
+
+/* Wakes the threads idle in accept until every thread has finished; false if some did not in time. */
+static bool
+stop_threads(struct thread *threads, int n)
+{
+	time_t deadline = time(NULL) + STOP_GRACE_SECONDS;
+	int left;
+
+	atomic_store(&stopping, 1);
+	do {
+		left = 0;
+		for (int i = 0; i < n; i++) {
+			if (!threads[i].started || atomic_load(&threads[i].done))
+				continue;
+			left++;
+			if (atomic_load(&threads[i].accepting))
+				pthread_kill(threads[i].id, WAKE_SIGNAL);
+		}
+		if (left > 0)
+			usleep(20000);
+	} while (left > 0 && time(NULL) < deadline);
+	if (left > 0) {
+		fprintf(stderr, "ai-chat-fcgi: %d requests still running after %d s; exiting\n", left,
+		    STOP_GRACE_SECONDS);
+		return false;
+	}
+	for (int i = 0; i < n; i++) {
+		if (threads[i].started)
+			pthread_join(threads[i].id, NULL);
+	}
+	return true;
+}
+
+int
+ac_serve(const struct ac_config *cfg, int listen_fd)
+{
+	struct thread *threads = calloc((size_t)cfg->threads, sizeof(*threads));
+	struct sigaction sa;
+	sigset_t stop_set;
+	int sig, status = 1, i;
+	enum ac_err err;
+
+	if (threads == NULL) {
+		fprintf(stderr, "ai-chat-fcgi: out of memory\n");
+		return 1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_wake;	/* no SA_RESTART: accept() returns EINTR */
+	sigemptyset(&sa.sa_mask);
+	sigaction(WAKE_SIGNAL, &sa, NULL);
+
+	for (i = 0; i < cfg->threads; i++) {
+		struct ac_ctx *c = &threads[i].ctx;
+
+		c->cfg = cfg;
+		ac_resp_init(&c->resp);
+		ac_buf_init(&c->scratch, AC_TARGET_MAX + 64);
+		ac_buf_init(&c->in, cfg->max_body + 2);
+		FCGX_InitRequest(&c->fcgi, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
+		err = ac_repo_open(cfg->db_path, cfg->busy_timeout_ms, &c->repo);
+		if (err != AC_OK) {
+			fprintf(stderr, "ai-chat-fcgi: cannot open the database %s: %s\n", cfg->db_path,
+			    ac_strerror(err));
+			goto out;
+		}
+	}
+	for (i = 0; i < cfg->threads; i++) {
+		if (pthread_create(&threads[i].id, NULL, run, &threads[i]) != 0) {
+			fprintf(stderr, "ai-chat-fcgi: cannot start thread %d\n", i);
+			break;
+		}
+		threads[i].started = 1;
+	}
+	if (i == cfg->threads) {
+		sigemptyset(&stop_set);
+		sigaddset(&stop_set, SIGTERM);
+		sigaddset(&stop_set, SIGINT);
+		while (sigwait(&stop_set, &sig) != 0)
+			;
+		status = 0;
+	}
+	if (!stop_threads(threads, cfg->threads))
+		return status;	/* threads still hold their contexts: leave them to exit() */
+out:
+	for (i = 0; i < cfg->threads; i++)
+		ctx_free(&threads[i].ctx);
+	free(threads);
+	return status;
+}

@@ -1,0 +1,97 @@
+/*
+ * One request in the worker: what was asked (struct ac_request, read from the FastCGI environment),
+ * what is answered (struct ac_resp), and the per-thread context that carries both with the thread's
+ * database connection.
+ */
+#ifndef AC_WORKER_H
+#define AC_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <fcgiapp.h>
+#include <json-c/json.h>
+
+#include "../common/buf.h"
+#include "../common/config.h"
+#include "../common/repo.h"
+#include "../common/valid.h"
+#include "http.h"
+
+#define AC_RESP_WINDOW (256 * 1024)	/* a body larger than this is streamed out in pieces */
+#define AC_DRAIN_MAX (16 * 1024 * 1024)	/* most bytes of a refused body read and dropped */
+
+enum ac_method {
+	AC_GET,
+	AC_HEAD,
+	AC_POST,
+	AC_PUT,
+	AC_PATCH,
+	AC_DELETE,
+	AC_OPTIONS,
+	AC_METHOD_OTHER,
+};
+
+struct ac_request {
+	enum ac_method method;
+	struct ac_path path;
+	struct ac_query query;
+	const char *content_type;	/* NULL when absent or empty */
+	long long content_length;	/* -1 when absent */
+	const char *origin;		/* the CORS headers, NULL when absent */
+	const char *acr_method;
+	const char *acr_headers;
+	struct ac_str body;
+};
+
+struct ac_resp {
+	int status;
+	struct ac_buf headers;	/* extra "Name: value\r\n" lines */
+	struct ac_buf body;
+	bool committed;		/* the head has been sent: the body is streaming */
+	bool failed;		/* the client went away */
+};
+
+struct ac_ctx {
+	const struct ac_config *cfg;
+	struct ac_repo *repo;
+	FCGX_Request fcgi;
+	struct ac_request req;
+	struct ac_resp resp;
+	struct ac_buf scratch;	/* decoded path and query */
+	struct ac_buf in;	/* the request body */
+};
+
+/* ---- request.c ---- */
+
+/* Reads the request line and headers from the FastCGI environment; answers 400/414 itself. */
+bool ac_request_parse(struct ac_ctx *c);
+
+/*
+ * The body as JSON: checks the Content-Type (415), reads at most MAX_BODY_BYTES (413) and parses it.
+ * Returns false when it has answered (415, 413, 400); otherwise true with *obj the parsed value, or
+ * NULL with the reason added to v (empty or malformed body).
+ */
+bool ac_request_json(struct ac_ctx *c, struct ac_verrs *v, struct json_object **obj);
+
+/* ---- response.c ---- */
+
+void ac_resp_init(struct ac_resp *r);
+void ac_resp_free(struct ac_resp *r);
+void ac_resp_start(struct ac_ctx *c, int status);
+void ac_resp_header(struct ac_ctx *c, const char *name, const char *value);
+/* Answers {"detail": "<detail>"} with status, replacing anything started. */
+void ac_resp_error(struct ac_ctx *c, int status, const char *detail);
+/* Answers the 422 list. */
+void ac_resp_invalid(struct ac_ctx *c, const struct ac_verrs *v);
+/* Answers 503 for a failed repository call (or 404 with the chat detail for AC_ENOTFOUND). */
+void ac_resp_repo_error(struct ac_ctx *c, enum ac_err err, struct ac_str chat_id);
+/* Sends what is pending, adding CORS headers; the request is complete after it. */
+void ac_resp_finish(struct ac_ctx *c);
+
+/* ---- router.c ---- */
+
+/* Answers the request in c (parsed already). */
+void ac_route(struct ac_ctx *c);
+
+#endif

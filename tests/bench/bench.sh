@@ -1,0 +1,323 @@
+#!/usr/bin/env bash
+# make bench: wrk against the real worker and against a trivial libfcgi responder (tests/bench/trivial.c)
+# behind the same nginx configuration, and the real figures as ratios to the trivial ones.
+#
+# Makefile rule (the bench needs both binaries; stack.sh asks build/ai-chat-fcgi for its settings):
+#
+#   build/bench-trivial: tests/bench/trivial.c
+#   	@mkdir -p build
+#   	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -lfcgi -lpthread
+#
+#   bench: build/ai-chat-fcgi build/bench-trivial
+#   	tests/bench/bench.sh
+#
+#   .PHONY: bench
+#
+# What it does: starts two stacks with conf/stack.sh (nginx with one worker process, access log off),
+# one serving build/ai-chat-fcgi and one serving build/bench-trivial, each in its own session (setsid)
+# with its own RUN_DIR and a fresh SQLite database in a temporary directory; creates a chat through the
+# API and puts 50 messages of 100..300 characters in it with the sqlite3 CLI; then runs
+# `wrk -t1 -c50 -d${BENCH_SECONDS}s --latency` (after a short warm-up) against, in this order:
+#   trivial /health (baseline, before), real /health, real /chats/{id}, real /chats/{id}/messages
+#   (limit=50), trivial /health (baseline, after)
+# and prints a table. The baseline is the mean of its two runs, which evens out drift.
+#
+# Targets: /health >= 0.90 of the baseline, /chats/{id}/messages >= 0.50; /chats/{id} is reported
+# without a target. A MISS is reported and the exit status stays 0 (it is a report). Any non-2xx
+# response or socket error (wrk's "Non-2xx or 3xx responses" and "Socket errors") is a FAIL, and so is
+# anything that does not run (a stack that does not start, wrk failing): those exit 1.
+#
+# Environment: BENCH_SECONDS (default 10), BENCH_WARMUP (seconds of unmeasured load before each run,
+# default 2; 0 for none), BENCH_KEEP=1 (keep the temporary directory: logs, wrk output, database).
+# Worker settings (WORKER_PROCESSES, WORKER_THREADS, ...) pass through to both workers; the stacks run
+# in the temporary directory, so a .env in the checkout does not apply.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/../.." && pwd)
+real_bin=$top/build/ai-chat-fcgi
+trivial_bin=$top/build/bench-trivial
+stack=$top/conf/stack.sh
+seconds=${BENCH_SECONDS:-10}
+warmup=${BENCH_WARMUP:-2}
+connections=50
+user_id=bench-user
+n_messages=50
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+case $seconds in ''|*[!0-9]*|0) die "BENCH_SECONDS must be a positive integer (got '$seconds')";; esac
+case $warmup in ''|*[!0-9]*) die "BENCH_WARMUP must be a non-negative integer (got '$warmup')";; esac
+for tool in wrk curl sqlite3 setsid awk; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (Debian: wrk, curl, sqlite3, util-linux, gawk/mawk)"
+done
+[ -x /usr/sbin/nginx ] || die "/usr/sbin/nginx is missing (Debian: nginx-light)"
+[ -x "$real_bin" ] || die "$real_bin is missing: run make first"
+[ -x "$trivial_bin" ] || die "$trivial_bin is missing: make build/bench-trivial"
+
+work=$(mktemp -d /tmp/ai-chat-bench.XXXXXX)
+db=$work/bench.db
+stack_pids=()
+wrk_pid=""
+failed=1    # cleared when everything ran; logs are shown when it stays 1
+
+# shellcheck disable=SC2317  # called from the EXIT trap
+stop_stack() {  # $1: the pid of a stack.sh started with setsid (the leader of its process group)
+    local pid=$1 i
+    kill -0 -- "-$pid" 2>/dev/null || return 0
+    kill -TERM -- "-$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do
+        kill -0 -- "-$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 -- "-$pid" 2>/dev/null; then
+        echo "bench: stack $pid did not stop within 10 s; killing it" >&2
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# shellcheck disable=SC2317
+cleanup() {
+    local status=$? pid
+    trap - EXIT INT TERM
+    if [ -n "$wrk_pid" ]; then kill -TERM "$wrk_pid" 2>/dev/null || true; fi
+    for pid in "${stack_pids[@]}"; do
+        stop_stack "$pid"
+    done
+    if [ "$failed" = 1 ]; then
+        for log in "$work"/*.log; do
+            [ -s "$log" ] || continue
+            echo "---- $(basename "$log") (last 20 lines)" >&2
+            tail -n 20 "$log" >&2
+        done
+    fi
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        echo "bench: kept $work" >&2
+    else
+        rm -rf "$work"
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'failed=0; exit 130' INT
+trap 'failed=0; exit 143' TERM
+
+# A port nothing listens on, below the kernel's ephemeral range; not $1.
+free_port() {
+    local p i
+    for i in $(seq 1 200); do
+        p=$((20000 + RANDOM % 12000))
+        [ "$p" = "${1:-}" ] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# start_stack NAME WORKER PORT: prints the stack's pid (= its process group).
+start_stack() {
+    local name=$1 worker=$2 port=$3 pid i
+    (
+        cd "$work"
+        exec setsid env WORKER="$worker" PORT="$port" RUN_DIR="$work/run-$name" ACCESS_LOG=off \
+            NGINX_WORKERS=1 DATABASE_URL="sqlite:///$db" "$stack"
+    ) </dev/null >"$work/$name.log" 2>&1 &
+    pid=$!
+    # setsid does not fork when its caller leads no process group (a background job of a script), so
+    # the pid is the new session's leader; check it before relying on it to stop the whole stack.
+    for i in $(seq 1 50); do
+        [ "$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$pid" ] && break
+        sleep 0.02
+    done
+    stack_pids+=("$pid")
+    [ "$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ')" = "$pid" ] \
+        || die "stack $name (pid $pid) is not the leader of its process group"
+    STACK_PID=$pid
+}
+
+wait_healthy() {  # NAME PORT PID
+    local name=$1 port=$2 pid=$3 i code
+    for i in $(seq 1 150); do
+        kill -0 "$pid" 2>/dev/null || die "the $name stack exited before answering /health (see $name.log below)"
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/health" || true)
+        [ "$code" = 200 ] && return 0
+        sleep 0.1
+    done
+    die "the $name stack did not answer /health with 200 within 15 s (last status: ${code:-none})"
+}
+
+real_port=$(free_port) || die "no free port"
+trivial_port=$(free_port "$real_port") || die "no free port"
+
+start_stack real "$real_bin" "$real_port"
+real_pid=$STACK_PID
+start_stack trivial "$trivial_bin" "$trivial_port"
+trivial_pid=$STACK_PID
+wait_healthy real "$real_port" "$real_pid"
+wait_healthy trivial "$trivial_port" "$trivial_pid"
+
+real=http://127.0.0.1:$real_port
+trivial=http://127.0.0.1:$trivial_port
+
+# ---- the data: one chat through the API, 50 messages straight into the database
+resp=$(curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' \
+       -d "{\"user_id\": \"$user_id\", \"title\": \"Benchmark chat\"}" -w '\n%{http_code}' "$real/chats") \
+    || die "POST /chats failed"
+code=${resp##*$'\n'}
+body=${resp%$'\n'*}
+[ "$code" = 201 ] || die "POST /chats answered $code: $body"
+chat_id=$(printf '%s' "$body" | sed -n 's/.*"id": *"\([0-9a-fA-F-]\{36\}\)".*/\1/p')
+[ -n "$chat_id" ] || die "no chat id in the answer to POST /chats: $body"
+
+sentences=(
+    "Could you explain how write-ahead logging works in SQLite and why it helps concurrent readers?"
+    "In WAL mode, writers append pages to a separate log file while readers keep reading the database."
+    "Readers see a consistent snapshot, because each one remembers the last valid frame in the log."
+    "A checkpoint later copies the logged pages back into the main file and lets the log start over."
+    "That is why many readers and one writer can work at the same time without blocking each other."
+    "What happens when two processes try to write at the same moment, for example two web workers?"
+    "The second writer waits for the lock until its busy timeout runs out, then it gets SQLITE_BUSY."
+    "Starting the transaction with BEGIN IMMEDIATE takes the write lock up front and avoids deadlocks."
+    "Thanks, that makes sense. Is there a limit on how large the log file can grow between checkpoints?"
+    "By default SQLite checkpoints automatically once the log reaches about a thousand pages."
+    "A long-running reader can hold a checkpoint back, so the log may grow while that reader is open."
+    "Keep read transactions short and the log stays small; monitor its size if you see it grow."
+)
+now_us=$(date +%s%6N)
+{
+    echo "BEGIN IMMEDIATE;"
+    last_ts=$now_us
+    for i in $(seq 1 "$n_messages"); do
+        target=$((100 + (i * 73) % 201))     # 100..300 characters
+        content=""
+        j=$i
+        while [ "${#content}" -lt "$target" ]; do
+            content="${content:+$content }${sentences[$((j % ${#sentences[@]}))]}"
+            j=$((j + 5))
+        done
+        content=${content:0:$target}
+        content="${content% *}."               # end on a word
+        if [ $((i % 2)) = 1 ]; then role=user; else role=assistant; fi
+        last_ts=$((now_us + i * 1000))
+        echo "INSERT INTO messages (chat_id, role, content, created_at) VALUES ('$chat_id', '$role', '${content//\'/\'\'}', $last_ts);"
+    done
+    echo "UPDATE chats SET updated_at = $last_ts WHERE id = '$chat_id';"
+    echo "COMMIT;"
+} > "$work/messages.sql"
+sqlite3 -bail -cmd '.timeout 10000' "$db" < "$work/messages.sql" || die "inserting the messages with sqlite3 failed"
+
+chat_url="$real/chats/$chat_id?user_id=$user_id"
+messages_url="$real/chats/$chat_id/messages?user_id=$user_id&limit=$n_messages"
+body=$(curl -sS --max-time 5 -f "$chat_url") || die "GET /chats/{id} failed after the inserts"
+printf '%s' "$body" | grep -Eq "\"message_count\": *${n_messages}[,}]" \
+    || die "the chat does not show message_count $n_messages: $body"
+body=$(curl -sS --max-time 5 -f "$messages_url") || die "GET /chats/{id}/messages failed after the inserts"
+got=$(printf '%s' "$body" | grep -o '"role": *"' | wc -l)
+[ "$got" -eq "$n_messages" ] || die "GET /chats/{id}/messages returned $got messages, not $n_messages"
+bytes=${#body}
+
+# ---- the runs
+# wrk ignores SIGINT, and bash runs no INT trap while a foreground child that ignored it runs on; so
+# wrk runs in the background and the script waits for it, which a signal interrupts at once.
+wrk_wait() {  # wrk's arguments; its output goes where the caller's goes
+    local status=0
+    wrk "$@" &
+    wrk_pid=$!
+    wait "$wrk_pid" || status=$?
+    wrk_pid=""
+    return "$status"
+}
+# run_wrk KEY URL: leaves wrk's report in $work/KEY.wrk
+run_wrk() {
+    local key=$1 url=$2
+    echo "bench: $key: $url" >&2
+    if [ "$warmup" -gt 0 ]; then
+        wrk_wait -t1 -c"$connections" -d"${warmup}s" "$url" >/dev/null || die "wrk (warm-up) failed on $url"
+    fi
+    wrk_wait -t1 -c"$connections" -d"${seconds}s" --latency "$url" >"$work/$key.wrk" 2>&1 \
+        || { cat "$work/$key.wrk" >&2; die "wrk failed on $url"; }
+}
+run_wrk base1 "$trivial/health"
+run_wrk health "$real/health"
+run_wrk chat "$chat_url"
+run_wrk messages "$messages_url"
+run_wrk base2 "$trivial/health"
+
+# wrk_field KEY FIELD: rps, p50, p99, requests, non2xx, sockerr
+wrk_field() {
+    awk -v f="$2" '
+        /^Requests\/sec:/                { rps = $2 }
+        $1 == "50%"                      { p50 = $2 }
+        $1 == "99%"                      { p99 = $2 }
+        / requests in /                  { requests = $1 }
+        /Non-2xx or 3xx responses:/      { non2xx = $NF }
+        /Socket errors:/                 { gsub(/[^0-9 ]/, " "); for (i = 1; i <= NF; i++) sockerr += $i }
+        END {
+            v["rps"] = rps; v["p50"] = p50; v["p99"] = p99; v["requests"] = requests + 0
+            v["non2xx"] = non2xx + 0; v["sockerr"] = sockerr + 0
+            print (v[f] == "" ? "?" : v[f])
+        }' "$work/$1.wrk"
+}
+
+base1=$(wrk_field base1 rps)
+base2=$(wrk_field base2 rps)
+baseline=$(awk -v a="$base1" -v b="$base2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
+awk -v b="$baseline" 'BEGIN { exit !(b > 0) }' || die "the baseline measured 0 req/s"
+
+errors=0
+row_fmt="%-44s %10s %9s %9s %8s %8s %7s %7s  %s\n"
+# row LABEL KEY TARGET(or -)
+row() {
+    local label=$1 key=$2 target=$3 rps p50 p99 reqs non2xx sockerr ratio verdict
+    rps=$(wrk_field "$key" rps)
+    p50=$(wrk_field "$key" p50)
+    p99=$(wrk_field "$key" p99)
+    reqs=$(wrk_field "$key" requests)
+    non2xx=$(wrk_field "$key" non2xx)
+    sockerr=$(wrk_field "$key" sockerr)
+    ratio=$(awk -v r="$rps" -v b="$baseline" 'BEGIN { printf "%.2f", r / b }')
+    if [ "$non2xx" != 0 ] || [ "$sockerr" != 0 ] || [ "$reqs" = 0 ] || [ "$rps" = "?" ]; then
+        verdict="FAIL ($non2xx non-2xx, $sockerr socket errors of $reqs requests)"
+        errors=$((errors + 1))
+    elif [ "$target" = - ]; then
+        verdict="-"
+    elif awk -v r="$ratio" -v t="$target" 'BEGIN { exit !(r >= t) }'; then
+        verdict=PASS
+    else
+        verdict=MISS
+    fi
+    # shellcheck disable=SC2059
+    printf "$row_fmt" "$label" "$rps" "$p50" "$p99" "$non2xx" "$sockerr" "$ratio" \
+        "$([ "$target" = - ] && echo - || echo ">=$target")" "$verdict"
+}
+
+drift=$(awk -v a="$base1" -v b="$base2" -v m="$baseline" \
+        'BEGIN { d = (a - b) / m * 100; if (d < 0) d = -d; printf "%.1f", d }')
+settings() { (cd "$work" && "$real_bin" --config-value "$1" 2>/dev/null) || echo '?'; }
+
+echo
+echo "ai-chat-fcgi bench: wrk -t1 -c$connections -d${seconds}s --latency (warm-up ${warmup}s), $(nproc) CPUs, nginx 1 worker, access log off"
+echo "real worker: WORKER_PROCESSES=$(settings WORKER_PROCESSES) WORKER_THREADS=$(settings WORKER_THREADS); trivial: WORKER_THREADS=${WORKER_THREADS:-8}"
+echo "chat: $n_messages messages of 100..300 characters; the messages page is $bytes bytes"
+echo
+# shellcheck disable=SC2059
+printf "$row_fmt" endpoint req/s p50 p99 non-2xx sockerr ratio target result
+row "trivial /health (baseline, before)" base1 -
+row "real /health" health 0.90
+row "real /chats/{id}" chat -
+row "real /chats/{id}/messages (limit=50)" messages 0.50
+row "trivial /health (baseline, after)" base2 -
+echo
+echo "baseline: $baseline req/s (mean of $base1 and $base2; they differ by $drift%)"
+if awk -v d="$drift" 'BEGIN { exit !(d > 10) }'; then
+    echo "note: the baseline drifted by more than 10% between its two runs; the ratios are noisy"
+fi
+
+if [ "$errors" -gt 0 ]; then
+    echo "bench: $errors run(s) had failed requests (FAIL above)" >&2
+    exit 1
+fi
+failed=0
+exit 0

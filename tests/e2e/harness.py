@@ -1,0 +1,427 @@
+"""A tiny test framework and a controller for the real stack (nginx + the worker, conf/stack.sh).
+
+Only Python's standard library: Debian's /usr/bin/python3 runs it.
+
+    @test
+    def chat_is_created():
+        s = default_stack()
+        status, headers, body = s.json("POST", "/chats", json={"user_id": "u1"})
+
+    with Stack(env={"MAX_BODY_BYTES": "2048"}) as s:   # a stack of its own
+        ...
+"""
+
+import contextlib
+import http.client
+import json as jsonlib
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+import traceback
+from collections import namedtuple
+from pathlib import Path
+
+# The repository root, from this file's location (not resolving symlinks, so a checkout that links
+# tests/e2e from elsewhere is tested as itself).
+ROOT = Path(os.path.abspath(__file__)).parent.parent.parent
+WORKER = ROOT / "build" / "ai-chat-fcgi"
+STACK_SCRIPT = ROOT / "conf" / "stack.sh"
+
+# Settings that must not leak from the caller's environment into a test stack.
+SETTINGS = (
+    "DATABASE_URL", "PORT", "WORKER_PROCESSES", "WORKER_THREADS", "MAX_BODY_BYTES", "CORS_ORIGINS",
+    "DB_BUSY_TIMEOUT_MS", "FCGI_SOCKET", "FCGI_SOCKET_MODE", "FCGI_SOCKET_GROUP", "RUN_DIR", "WORKER",
+    "NGINX_WORKERS", "ACCESS_LOG",
+)
+
+START_TIMEOUT = 15
+STOP_TIMEOUT = 10
+REQUEST_TIMEOUT = 30
+
+# --------------------------------------------------------------------------------------------------
+# Tests
+
+
+class TestCase:
+    def __init__(self, name, fn):
+        self.name = name
+        self.fn = fn
+
+
+TESTS = []
+
+
+def test(fn):
+    """Registers fn as a test named <module>.<function> (module without its test_ prefix)."""
+    module = fn.__module__.rsplit(".", 1)[-1]
+    if module.startswith("test_"):
+        module = module[len("test_"):]
+    add_test(f"{module}.{fn.__name__}", fn)
+    return fn
+
+
+def add_test(name, fn):
+    """Registers fn under an explicit name (for tests generated from a table)."""
+    if any(t.name == name for t in TESTS):
+        raise ValueError(f"duplicate test name {name}")
+    TESTS.append(TestCase(name, fn))
+
+
+_default_stack = None
+
+
+def default_stack():
+    """The stack most tests share: started on first use, stopped by the runner at the end."""
+    global _default_stack
+    if _default_stack is None:
+        _default_stack = Stack(env={"WORKER_PROCESSES": "2", "WORKER_THREADS": "8"}).start()
+    return _default_stack
+
+
+def stop_default_stack():
+    """Stops the shared stack; returns a problem description or None."""
+    global _default_stack
+    if _default_stack is None:
+        return None
+    stack, _default_stack = _default_stack, None
+    stack.stop()
+    return stack.stop_problem
+
+
+def run_tests(pattern=""):
+    """Runs the registered tests whose name contains pattern; returns the process exit status."""
+    selected = [t for t in TESTS if pattern in t.name]
+    passed = failed = 0
+    try:
+        for case in selected:
+            ok = _run_one(case.name, case.fn)
+            passed += ok
+            failed += not ok
+    finally:
+        problem = stop_default_stack()
+        if problem:
+            print(f"FAIL shared-stack-shutdown: {problem}", flush=True)
+            failed += 1
+    print(f"e2e: {passed} passed, {failed} failed", flush=True)
+    return 1 if failed else 0
+
+
+def _run_one(name, fn):
+    started = time.monotonic()
+    try:
+        fn()
+    except Exception as e:  # noqa: BLE001 - a test fails on any exception
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"FAIL {name}: {type(e).__name__}: {first}", flush=True)
+        text = "".join(traceback.format_exception(e))
+        print("    " + text.rstrip().replace("\n", "\n    "), flush=True)
+        return False
+    print(f"PASS {name} ({time.monotonic() - started:.2f}s)", flush=True)
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# HTTP
+
+
+class Response(namedtuple("Response", "status headers body")):
+    """status: int; headers: dict with lower-case names (repeated headers joined by ", "); body: bytes."""
+
+    def data(self):
+        return jsonlib.loads(self.body.decode("utf-8"))
+
+    def describe(self):
+        text = self.body[:600].decode("utf-8", "replace")
+        return f"{self.status} {self.headers} {text!r}"
+
+
+def _collect_headers(pairs):
+    headers = {}
+    for name, value in pairs:
+        name = name.lower()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _read_response(sock, method):
+    resp = http.client.HTTPResponse(sock, method=method)
+    resp.begin()
+    body = resp.read()
+    return Response(resp.status, _collect_headers(resp.getheaders()), body)
+
+
+_UNSET = object()
+
+
+def encode_json(value):
+    return jsonlib.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def assert_json_type(resp):
+    ctype = resp.headers.get("content-type", "")
+    media = ctype.split(";")[0].strip().lower()
+    assert media == "application/json", f"Content-Type {ctype!r} is not application/json: {resp.describe()}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The stack
+
+
+class StackError(Exception):
+    pass
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _proc_field(pid, name):
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:
+        return b""
+
+
+def _command_line(pid):
+    return _proc_field(pid, "cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
+
+
+def _process_state(pid):
+    """(state, pgrp) of a process from /proc/<pid>/stat, or None if it is gone."""
+    stat = _proc_field(pid, "stat").decode("ascii", "replace")
+    if not stat:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[0], int(fields[2])
+
+
+class Stack:
+    """nginx + the worker on a free port with a fresh database in a temporary directory.
+
+    env: extra settings (a value of None removes the setting). dotenv: text of a .env file written in
+    the working directory (the temporary directory). database_url: instead of the temporary test.db
+    (db_path then names the file it points to, relative paths from the temporary directory).
+    """
+
+    def __init__(self, env=None, dotenv=None, database_url=None, db_file=None):
+        self.tmp = Path(tempfile.mkdtemp(prefix="ai-chat-e2e-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.run_dir = self.tmp / "run"
+        self.log_path = self.tmp / "stack.log"
+        self.db_path = self.tmp / (db_file or "test.db")
+        self.env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+        self.env.update({
+            "DATABASE_URL": database_url or f"sqlite:///{self.db_path}",
+            "RUN_DIR": str(self.run_dir),
+            "PORT": str(self.port),
+        })
+        for key, value in (env or {}).items():
+            if value is None:
+                self.env.pop(key, None)
+            else:
+                self.env[key] = str(value)
+        if dotenv is not None:
+            (self.tmp / ".env").write_text(dotenv)
+        self.proc = None
+        self.stop_problem = None
+        self._log = None
+        self._stopped = False
+
+    # -- lifecycle
+
+    def start(self):
+        if not WORKER.exists():
+            raise StackError(f"{WORKER} does not exist: run make")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            ["/bin/bash", str(STACK_SCRIPT)], cwd=self.tmp, env=self.env, start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                self._fail_start(f"conf/stack.sh exited with status {self.proc.returncode}")
+            try:
+                if self.request("GET", "/health", timeout=1).status == 200:
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self._fail_start(f"GET /health did not answer 200 within {START_TIMEOUT} s")
+            time.sleep(0.05)
+
+    def _fail_start(self, why):
+        tail = self.log_tail()
+        self.stop()
+        raise StackError(f"the stack did not start: {why}\n{tail}")
+
+    def log_tail(self, lines=40):
+        parts = []
+        for path in (self.log_path, self.run_dir / "error.log"):
+            if path.exists():
+                text = path.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {path.name}:\n" + "\n".join(text))
+        return "\n".join(parts)
+
+    def terminate(self):
+        """SIGTERM to conf/stack.sh alone (it stops nginx gracefully and signals the worker)."""
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout=STOP_TIMEOUT):
+        """Waits for conf/stack.sh and every process of the stack to be gone; returns the leftovers."""
+        deadline = time.monotonic() + timeout
+        try:
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            pass
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None and not self.leftover_processes():
+                return []
+            time.sleep(0.05)
+        return self.leftover_processes() or ([self.proc.pid] if self.proc.poll() is None else [])
+
+    def leftover_processes(self):
+        """Live processes of this stack: in its process group, or naming its temporary directory in
+        their command line or environment (a worker that left the group still has DATABASE_URL)."""
+        mark = str(self.tmp).encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            pid = int(entry)
+            state = _process_state(pid)
+            if state is None or state[0] in ("Z", "X"):
+                continue
+            if (state[1] == self.proc.pid or mark in _proc_field(pid, "cmdline")
+                    or mark in _proc_field(pid, "environ")):
+                found.append(pid)
+        return found
+
+    def stop(self):
+        """SIGTERM to the process group, up to STOP_TIMEOUT s, then SIGKILL; cleans up the directory.
+        A stack that needed SIGKILL or left processes behind is recorded in stop_problem."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self._signal_group(signal.SIGTERM)
+            left = self.wait_stopped()
+            if left:
+                self.stop_problem = (f"processes still running {STOP_TIMEOUT} s after SIGTERM: "
+                                     f"{self._describe(left)}\n{self.log_tail()}")
+                self._signal_group(signal.SIGKILL)
+                for pid in left:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+                self.wait_stopped(5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        if os.environ.get("E2E_KEEP"):
+            print(f"    (kept {self.tmp})", flush=True)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _signal_group(self, sig):
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    @staticmethod
+    def _describe(pids):
+        return ", ".join(f"{pid} ({_command_line(pid)})" for pid in pids)
+
+    def __enter__(self):
+        if self.proc is None:
+            self.start()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.stop()
+        if exc_type is None and self.stop_problem:
+            raise StackError(f"the stack did not stop cleanly: {self.stop_problem}")
+        return False
+
+    # -- HTTP
+
+    def request(self, method, path, body=None, headers=None, json=_UNSET, timeout=REQUEST_TIMEOUT):
+        """One request on a new connection; json= sends a JSON body with Content-Type: application/json
+        (unless headers set another). Returns Response(status, headers, body)."""
+        headers = dict(headers or {})
+        if json is not _UNSET:
+            body = encode_json(json)
+            if not any(k.lower() == "content-type" for k in headers):
+                headers["Content-Type"] = "application/json"
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            return Response(resp.status, _collect_headers(resp.getheaders()), data)
+        finally:
+            conn.close()
+
+    def json(self, method, path, **kwargs):
+        """request(), then checks Content-Type: application/json and decodes the body.
+        Returns (status, headers, decoded body) (None for an empty body, e.g. HEAD)."""
+        resp = self.request(method, path, **kwargs)
+        assert_json_type(resp)
+        data = None
+        if resp.body:
+            try:
+                data = resp.data()
+            except ValueError as e:
+                raise AssertionError(f"the body is not JSON ({e}): {resp.describe()}") from None
+        return resp.status, resp.headers, data
+
+    def connect(self, timeout=REQUEST_TIMEOUT):
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+
+    def raw(self, data, method=None, body_chunks=(), timeout=REQUEST_TIMEOUT):
+        """Sends raw bytes (a request head, maybe a body) and parses the response into a Response.
+        body_chunks are sent afterwards from a thread, ignoring errors (the server may answer and
+        close before reading them). method defaults to the request line's."""
+        if method is None:
+            method = data.split(b" ", 1)[0].decode("ascii")
+        with self.connect(timeout) as sock:
+            sender = threading.Thread(target=_send_all, args=(sock, [data, *body_chunks]), daemon=True)
+            sender.start()
+            try:
+                return _read_response(sock, method)
+            finally:
+                sender.join(timeout)
+
+    # -- database
+
+    def db(self):
+        """A connection to the stack's SQLite file (autocommit; waits up to 10 s for locks)."""
+        conn = sqlite3.connect(self.db_path, timeout=10, isolation_level=None)
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def sql(self, query, params=()):
+        """Runs one statement on a fresh connection (closed afterwards); returns all its rows."""
+        with contextlib.closing(self.db()) as conn:
+            return conn.execute(query, params).fetchall()
+
+
+def _send_all(sock, parts):
+    try:
+        for part in parts:
+            sock.sendall(part)
+    except OSError:
+        pass

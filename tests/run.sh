@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs the unit test binaries given as arguments (cmocka), then the end-to-end suite, and ends with
+# the line "N passed, N failed".  Exit status 1 if anything failed.
+set -u
+top=$(cd "$(dirname "$0")/.." && pwd)
+PYTHON=${PYTHON:-/usr/bin/python3}
+unit_only=0
+if [ "${1:-}" = "--unit-only" ]; then unit_only=1; shift; fi
+
+passed=0
+failed=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+for t in "$@"; do
+    echo "== $t"
+    "$t" >"$out" 2>&1
+    rc=$?
+    cat "$out"
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+    p=${p:-0}
+    f=${f:-0}
+    # A binary that crashed or printed no summary counts as one failure.
+    if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+    passed=$((passed + p))
+    failed=$((failed + f))
+done
+
+if [ "$unit_only" = 0 ]; then
+    echo "== end-to-end (tests/e2e)"
+    "$PYTHON" "$top/tests/e2e/run.py" 2>&1 | tee "$out"
+    line=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+    if [ -n "$line" ]; then
+        passed=$((passed + $(echo "$line" | sed -E 's/^e2e: ([0-9]+) passed.*/\1/')))
+        failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+    else
+        echo "end-to-end suite printed no summary"
+        failed=$((failed + 1))
+    fi
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
