@@ -17,8 +17,8 @@ for t in "$@"; do
     "$t" >"$out" 2>&1
     rc=$?
     cat "$out"
-    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
-    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+    p=$(sed -n 's/.*\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+    f=$(sed -n 's/.*\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
     p=${p:-0}
     f=${f:-0}
     # A binary that crashed or printed no summary counts as one failure.

@@ -6,17 +6,17 @@
 #
 #   build/bench-trivial: tests/bench/trivial.c
 #   	@mkdir -p build
-#   	$(CC) -std=c11 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -lfcgi -lpthread
+#   	$(CC) $(CFLAGS) -o $@ $< -lfcgi -pthread
 #
-#   bench: build/ai-chat-fcgi build/bench-trivial
+#   bench: build/ai-chat-fcgi build/bench-trivial      (plus deps with wrk)
 #   	tests/bench/bench.sh
 #
-#   .PHONY: bench
+# Needs wrk, curl, python3 (its sqlite3 module), nginx; PYTHON picks the interpreter (default python3).
 #
 # What it does: starts two stacks with conf/stack.sh (nginx with one worker process, access log off),
 # one serving build/ai-chat-fcgi and one serving build/bench-trivial, each in its own session (setsid)
 # with its own RUN_DIR and a fresh SQLite database in a temporary directory; creates a chat through the
-# API and puts 50 messages of 100..300 characters in it with the sqlite3 CLI; then runs
+# API and puts 50 messages of 100..300 characters in it with python3's sqlite3; then runs
 # `wrk -t1 -c50 -d${BENCH_SECONDS}s --latency` (after a short warm-up) against, in this order:
 #   trivial /health (baseline, before), real /health, real /chats/{id}, real /chats/{id}/messages
 #   (limit=50), trivial /health (baseline, after)
@@ -47,8 +47,9 @@ die() { echo "bench: $*" >&2; exit 1; }
 
 case $seconds in ''|*[!0-9]*|0) die "BENCH_SECONDS must be a positive integer (got '$seconds')";; esac
 case $warmup in ''|*[!0-9]*) die "BENCH_WARMUP must be a non-negative integer (got '$warmup')";; esac
-for tool in wrk curl sqlite3 setsid awk; do
-    command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (Debian: wrk, curl, sqlite3, util-linux, gawk/mawk)"
+python=${PYTHON:-python3}
+for tool in wrk curl "$python" setsid awk; do
+    command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (Debian: wrk, curl, python3, util-linux, mawk)"
 done
 [ -x /usr/sbin/nginx ] || die "/usr/sbin/nginx is missing (Debian: nginx-light)"
 [ -x "$real_bin" ] || die "$real_bin is missing: run make first"
@@ -206,7 +207,12 @@ now_us=$(date +%s%6N)
     echo "UPDATE chats SET updated_at = $last_ts WHERE id = '$chat_id';"
     echo "COMMIT;"
 } > "$work/messages.sql"
-sqlite3 -bail -cmd '.timeout 10000' "$db" < "$work/messages.sql" || die "inserting the messages with sqlite3 failed"
+# The worker has the database open (WAL mode): wait up to 10 s for its lock like any other writer.
+"$python" -c 'import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
+with open(sys.argv[2], encoding="utf-8") as f:
+    db.executescript(f.read())
+db.close()' "$db" "$work/messages.sql" || die "inserting the messages with $python (sqlite3) failed"
 
 chat_url="$real/chats/$chat_id?user_id=$user_id"
 messages_url="$real/chats/$chat_id/messages?user_id=$user_id&limit=$n_messages"

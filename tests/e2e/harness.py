@@ -149,7 +149,7 @@ def _collect_headers(pairs):
     return headers
 
 
-def _read_response(sock, method):
+def read_response(sock, method):
     resp = http.client.HTTPResponse(sock, method=method)
     resp.begin()
     body = resp.read()
@@ -190,17 +190,26 @@ def _proc_field(pid, name):
         return b""
 
 
-def _command_line(pid):
+def command_line(pid):
     return _proc_field(pid, "cmdline").replace(b"\0", b" ").decode(errors="replace").strip()
 
 
+def describe_processes(pids):
+    return ", ".join(f"{pid} ({command_line(pid)})" for pid in pids)
+
+
+def parent_pid(pid):
+    state = _process_state(pid)
+    return state and state[2]
+
+
 def _process_state(pid):
-    """(state, pgrp) of a process from /proc/<pid>/stat, or None if it is gone."""
+    """(state, pgrp, ppid) of a process from /proc/<pid>/stat, or None if it is gone."""
     stat = _proc_field(pid, "stat").decode("ascii", "replace")
     if not stat:
         return None
     fields = stat[stat.rfind(")") + 2:].split()
-    return fields[0], int(fields[2])
+    return fields[0], int(fields[2]), int(fields[1])
 
 
 class Stack:
@@ -317,7 +326,7 @@ class Stack:
             left = self.wait_stopped()
             if left:
                 self.stop_problem = (f"processes still running {STOP_TIMEOUT} s after SIGTERM: "
-                                     f"{self._describe(left)}\n{self.log_tail()}")
+                                     f"{describe_processes(left)}\n{self.log_tail()}")
                 self._signal_group(signal.SIGKILL)
                 for pid in left:
                     try:
@@ -338,10 +347,6 @@ class Stack:
             os.killpg(self.proc.pid, sig)
         except ProcessLookupError:
             pass
-
-    @staticmethod
-    def _describe(pids):
-        return ", ".join(f"{pid} ({_command_line(pid)})" for pid in pids)
 
     def __enter__(self):
         if self.proc is None:
@@ -401,7 +406,7 @@ class Stack:
             sender = threading.Thread(target=_send_all, args=(sock, [data, *body_chunks]), daemon=True)
             sender.start()
             try:
-                return _read_response(sock, method)
+                return read_response(sock, method)
             finally:
                 sender.join(timeout)
 

@@ -2,7 +2,7 @@
 
 import json
 
-from api import (DEFAULT_MAX_BODY, check_chat_stored, count_chats, expect, expect_jsondecode_422, new_user,
+from api import (DEFAULT_MAX_BODY, check_chat_stored, count_chats, expect_jsondecode_422, new_user,
                  too_large)
 from harness import Stack, assert_json_type, default_stack, encode_json, test
 
