@@ -30,7 +30,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 sed -e "s|@PORT@|$port|g" -e "s|@SOCKET@|$socket|g" -e "s|@RUN_DIR@|$run_dir|g" \
-    -e "s|@TMP_DIR@|$sock_dir|g" -e "s|@MAX_BODY@|$((max_body + 65536))|g" \
+    -e "s|@TMP_DIR@|$sock_dir|g" -e "s|@MAX_BODY@|$((max_body + 65536))|g" -e "s|@MAX_BODY_BYTES@|$max_body|g" \
     -e "s|@USER_LINE@|$user_line|g" -e "s|@WORKERS@|${NGINX_WORKERS:-auto}|g" \
     -e "s|@ACCESS_LOG@|${ACCESS_LOG:-$run_dir/access.log}|g" \
     "$top/nginx.conf.example" > "$run_dir/nginx.conf"

@@ -82,13 +82,13 @@ def check(condition, message, resp=None):
         raise AssertionError(f"{message}; response: {resp.describe()}" if resp is not None else message)
 
 
-def expect(stack, method, path, status, body=None, **kwargs):
-    """Sends a request, asserts the status, JSON Content-Type and (when given) the exact decoded body.
+def expect(stack, method, path, status, want=None, **kwargs):
+    """Sends a request, asserts the status, JSON Content-Type and (when given) the exact decoded body want.
     Returns (headers, decoded body)."""
     got_status, headers, data = stack.json(method, path, **kwargs)
     assert got_status == status, f"{method} {path}: status {got_status}, wanted {status}; body {data!r}"
-    if body is not None:
-        assert data == body, f"{method} {path}: body\n  {data!r}\nwanted\n  {body!r}"
+    if want is not None:
+        assert data == want, f"{method} {path}: body\n  {data!r}\nwanted\n  {want!r}"
     return headers, data
 
 
