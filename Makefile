@@ -7,18 +7,19 @@ CC = gcc
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fno-strict-aliasing \
 	$(shell pkg-config --cflags json-c 2>/dev/null)
-LDLIBS = -lfcgi -lsqlite3 $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -pthread
+LDLIBS = -lfcgi -lsqlite3 -lcurl $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -pthread
 
 # Debian packages: what building, running and testing need, and what only the benchmark needs.
-PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcmocka-dev \
+PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcurl4-openssl-dev \
+	libcmocka-dev ca-certificates \
 	nginx-light python3 curl
 BENCH_PACKAGES = wrk
 
-COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/repo_sqlite.c \
-	common/util.c common/valid.c
-FCGI_SRC = fcgi/handlers.c fcgi/http.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
+COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/models.c \
+	common/provider.c common/repo_sqlite.c common/sse.c common/util.c common/valid.c
+FCGI_SRC = fcgi/chat.c fcgi/handlers.c fcgi/http.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
 SQL = $(sort $(wildcard sql/*.sql))
-COMMON_OBJ = $(COMMON_SRC:%.c=build/%.o) build/migrations.o
+COMMON_OBJ = $(COMMON_SRC:%.c=build/%.o) build/migrations.o build/models_default.o
 FCGI_OBJ = $(FCGI_SRC:%.c=build/%.o)
 HEADERS = $(wildcard common/*.h fcgi/*.h)
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
@@ -62,6 +63,15 @@ build/migrations.c: $(SQL) Makefile
 	   echo 'const size_t ac_migrations_count = sizeof(ac_migrations) / sizeof(ac_migrations[0]);'; } > $@
 
 build/migrations.o: build/migrations.c common/migrations.h
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+# conf/models.conf, compiled in for when no registry file is configured or found.
+build/models_default.c: conf/models.conf Makefile
+	@mkdir -p build
+	@{ echo '#include "../common/models.h"'; echo 'const char ac_models_default[] ='; \
+	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/\t"/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
+
+build/models_default.o: build/models_default.c common/models.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 build/tests/%: tests/unit/%.c $(COMMON_OBJ) build/fcgi/http.o $(HEADERS)

@@ -157,6 +157,84 @@ parse_origins(struct ac_config *cfg, const char *v, char *msg, size_t msg_size)
 	return AC_OK;
 }
 
+/* A string setting into a fixed buffer; def when unset. */
+static enum ac_err
+get_str(const char *name, const char *dotenv, const char *def, char *out, size_t out_size, char *msg,
+    size_t msg_size)
+{
+	char tmp[AC_PATH_MAX];
+	const char *v = ac_config_raw(name, tmp, sizeof(tmp), dotenv);
+
+	if (v == NULL || *v == '\0')
+		v = def;
+	if (strlen(v) >= out_size) {
+		snprintf(msg, msg_size, "%s: longer than %zu bytes", name, out_size - 1);
+		return AC_EINVAL;
+	}
+	strcpy(out, v);
+	return AC_OK;
+}
+
+static enum ac_err
+load_provider(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
+{
+	enum ac_err err;
+	long long n;
+	size_t len;
+	const char *models;
+	FILE *f;
+
+	if ((err = get_str("GROQ_API_KEY", dotenv, "", cfg->api_key, sizeof(cfg->api_key), msg,
+	    msg_size)) != AC_OK)
+		return err;
+	for (const char *p = cfg->api_key; *p != '\0'; p++) {
+		if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+			snprintf(msg, msg_size, "GROQ_API_KEY: holds spaces or control characters");
+			return AC_EINVAL;
+		}
+	}
+	if ((err = get_str("GROQ_BASE_URL", dotenv, AC_DEFAULT_BASE_URL, cfg->base_url,
+	    sizeof(cfg->base_url), msg, msg_size)) != AC_OK)
+		return err;
+	len = strlen(cfg->base_url);
+	while (len > 0 && cfg->base_url[len - 1] == '/')
+		cfg->base_url[--len] = '\0';
+	if (strncmp(cfg->base_url, "http://", 7) != 0 && strncmp(cfg->base_url, "https://", 8) != 0) {
+		snprintf(msg, msg_size, "GROQ_BASE_URL: '%s' is not an http:// or https:// URL", cfg->base_url);
+		return AC_EINVAL;
+	}
+	if ((err = get_int("PROVIDER_CONNECT_TIMEOUT_MS", dotenv, 5000, 100, 120000, &n, msg,
+	    msg_size)) != AC_OK)
+		return err;
+	cfg->connect_timeout_ms = (int)n;
+	if ((err = get_int("PROVIDER_TIMEOUT_S", dotenv, 120, 1, 3600, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->provider_timeout_s = (int)n;
+	if ((err = get_int("PROVIDER_RETRIES", dotenv, 2, 0, 10, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->provider_retries = (int)n;
+	if ((err = get_int("PROVIDER_MAX_RESPONSE_BYTES", dotenv, 8 * 1048576, 65536, 256LL * 1048576, &n,
+	    msg, msg_size)) != AC_OK)
+		return err;
+	cfg->provider_max_response = (size_t)n;
+	if ((err = get_int("SSE_HEARTBEAT_S", dotenv, 15, 1, 300, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->heartbeat_s = (int)n;
+	if ((err = get_str("SYSTEM_PROMPT", dotenv, AC_DEFAULT_SYSTEM_PROMPT, cfg->system_prompt,
+	    sizeof(cfg->system_prompt), msg, msg_size)) != AC_OK)
+		return err;
+	if ((err = get_str("MODELS_FILE", dotenv, "", cfg->models_file, sizeof(cfg->models_file), msg,
+	    msg_size)) != AC_OK)
+		return err;
+	/* Unset: ./conf/models.conf when there is one (a checkout), else the copy compiled in. */
+	models = cfg->models_file[0] != '\0' ? cfg->models_file : NULL;
+	if (models == NULL && (f = fopen("conf/models.conf", "r")) != NULL) {
+		fclose(f);
+		models = "conf/models.conf";
+	}
+	return ac_models_load(&cfg->models, models, msg, msg_size);
+}
+
 enum ac_err
 ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 {
@@ -225,5 +303,5 @@ ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_
 		}
 		strcpy(cfg->socket_group, v);
 	}
-	return AC_OK;
+	return load_provider(cfg, dotenv, msg, msg_size);
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "models.h"
 
 #define AC_CONFIG_MAX_ORIGINS 32
 #define AC_PATH_MAX 4096
@@ -26,7 +27,23 @@ struct ac_config {
 	char socket_path[108];		/* FCGI_SOCKET, empty: the listening socket on fd 0 */
 	unsigned socket_mode;		/* FCGI_SOCKET_MODE */
 	char socket_group[64];		/* FCGI_SOCKET_GROUP */
+
+	/* The model provider (an OpenAI-compatible API). */
+	char api_key[256];		/* GROQ_API_KEY: empty when unset; never logged or returned */
+	char base_url[512];		/* GROQ_BASE_URL, without a trailing slash */
+	int connect_timeout_ms;		/* PROVIDER_CONNECT_TIMEOUT_MS */
+	int provider_timeout_s;		/* PROVIDER_TIMEOUT_S: a whole call, stream included */
+	int provider_retries;		/* PROVIDER_RETRIES */
+	size_t provider_max_response;	/* PROVIDER_MAX_RESPONSE_BYTES */
+	int heartbeat_s;		/* SSE_HEARTBEAT_S: ": ping" after this long without a token */
+	char system_prompt[4096];	/* SYSTEM_PROMPT */
+	char models_file[AC_PATH_MAX];	/* MODELS_FILE: empty for ./conf/models.conf or the built-in copy */
+	struct ac_models models;
 };
+
+#define AC_DEFAULT_SYSTEM_PROMPT \
+	"You are a helpful, friendly AI assistant. Answer clearly and concisely."
+#define AC_DEFAULT_BASE_URL "https://api.groq.com/openai/v1"
 
 /*
  * Fills cfg.  dotenv is the path of the .env file to read (NULL: "./.env"; a missing file is fine).

@@ -26,11 +26,24 @@ enum stmt_id {
 	S_MSG_BEFORE,
 	S_MSG_MORE_AFTER,
 	S_MSG_MORE_BEFORE,
+	S_CHAT_TOUCH,
+	S_MSG_INSERT,
+	S_MSG_DELETE,
+	S_MSG_GET,
+	S_REPLY_AFTER,
+	S_LAST_USER,
+	S_HISTORY,
+	S_IDEM_EXPIRE,
+	S_IDEM_GET,
+	S_IDEM_INSERT,
+	S_IDEM_LOCK,
+	S_IDEM_DONE,
 	S_COUNT
 };
 
 #define CHAT_COLUMNS "id, user_id, title, created_at, updated_at, message_count"
-#define MSG_COLUMNS "id, chat_id, role, content, created_at"
+#define MSG_COLUMNS \
+	"id, chat_id, role, content, created_at, incomplete, model, prompt_tokens, completion_tokens"
 
 static const char *const stmt_sql[S_COUNT] = {
 	[S_BEGIN] = "BEGIN",
@@ -56,6 +69,24 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "ORDER BY id LIMIT 1 OFFSET ?3",
 	[S_MSG_MORE_BEFORE] = "SELECT 1 FROM messages WHERE chat_id = ?1 AND id < ?2 "
 	    "ORDER BY id DESC LIMIT 1 OFFSET ?3",
+	[S_CHAT_TOUCH] = "UPDATE chats SET updated_at = max(?2, updated_at + 1) WHERE id = ?1",
+	[S_MSG_INSERT] = "INSERT INTO messages (chat_id, role, content, created_at, model, prompt_tokens, "
+	    "completion_tokens, incomplete) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[S_MSG_DELETE] = "DELETE FROM messages WHERE id = ?2 AND chat_id = ?1",
+	[S_MSG_GET] = "SELECT " MSG_COLUMNS " FROM messages WHERE chat_id = ?1 AND id = ?2",
+	[S_REPLY_AFTER] = "SELECT id FROM messages WHERE chat_id = ?1 AND id > ?2 AND role = 'assistant' "
+	    "ORDER BY id LIMIT 1",
+	[S_LAST_USER] = "SELECT id FROM messages WHERE chat_id = ?1 AND role = 'user' ORDER BY id DESC LIMIT 1",
+	[S_HISTORY] = "SELECT " MSG_COLUMNS " FROM messages WHERE chat_id = ?1 AND id <= ?2 ORDER BY id DESC",
+	[S_IDEM_EXPIRE] = "DELETE FROM idempotency_keys WHERE created_at < ?1",
+	[S_IDEM_GET] = "SELECT k.chat_id, k.user_message_id, k.reply_message_id, k.locked_until, m.content "
+	    "FROM idempotency_keys k JOIN messages m ON m.id = k.user_message_id "
+	    "WHERE k.user_id = ?1 AND k.key = ?2",
+	[S_IDEM_INSERT] = "INSERT INTO idempotency_keys (user_id, key, chat_id, user_message_id, locked_until, "
+	    "created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	[S_IDEM_LOCK] = "UPDATE idempotency_keys SET locked_until = ?3 WHERE user_id = ?1 AND key = ?2",
+	[S_IDEM_DONE] = "UPDATE idempotency_keys SET reply_message_id = ?3, locked_until = 0 "
+	    "WHERE user_id = ?1 AND key = ?2",
 };
 
 struct ac_repo {
@@ -203,6 +234,10 @@ each_message(struct ac_repo *r, sqlite3_stmt *s, ac_message_fn fn, void *arg)
 		if (m.content.ptr == NULL)
 			m.content = AC_STR("");
 		m.created_at = sqlite3_column_int64(s, 4);
+		m.incomplete = sqlite3_column_int(s, 5) != 0;
+		m.model = col_str(s, 6);
+		m.prompt_tokens = sqlite3_column_int64(s, 7);
+		m.completion_tokens = sqlite3_column_int64(s, 8);
 		if ((err = fn(arg, &m)) != AC_OK)
 			break;
 	}
@@ -494,4 +529,294 @@ ac_repo_message_list(struct ac_repo *r, struct ac_str chat_id, struct ac_str use
 	err = each_message(r, s, fn, arg);
 out:
 	return commit(r, err);
+}
+
+/* Runs a prepared, bound statement without rows; *changes is what it changed (may be NULL). */
+static enum ac_err
+run(struct ac_repo *r, sqlite3_stmt *s, int *changes)
+{
+	int rc = sqlite3_step(s);
+
+	done(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return fail(r, rc);
+	if (changes != NULL)
+		*changes = sqlite3_changes(r->db);
+	return AC_OK;
+}
+
+/* A single integer from a bound statement: AC_ENOTFOUND when it yields no row. */
+static enum ac_err
+one_int(struct ac_repo *r, sqlite3_stmt *s, int64_t *out)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	done(s);
+	if (rc == SQLITE_ROW)
+		return AC_OK;
+	return rc == SQLITE_DONE ? AC_ENOTFOUND : fail(r, rc);
+}
+
+static enum ac_err
+insert_message(struct ac_repo *r, struct ac_str chat_id, enum ac_role role, struct ac_str content,
+    const struct ac_reply *reply, int64_t now, int64_t *id)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+
+	if ((err = stmt(r, S_MSG_INSERT, &s)) != AC_OK)
+		return err;
+	bind_str(s, 1, chat_id);
+	sqlite3_bind_text(s, 2, role == AC_ROLE_USER ? "user" : "assistant", -1, SQLITE_STATIC);
+	bind_str(s, 3, content);
+	sqlite3_bind_int64(s, 4, now);
+	if (reply != NULL) {
+		bind_str(s, 5, reply->model);
+		sqlite3_bind_int64(s, 6, reply->prompt_tokens);
+		sqlite3_bind_int64(s, 7, reply->completion_tokens);
+		sqlite3_bind_int(s, 8, reply->incomplete);
+	} else {
+		sqlite3_bind_int(s, 8, 0);
+	}
+	if ((err = run(r, s, NULL)) != AC_OK)
+		return err;
+	*id = sqlite3_last_insert_rowid(r->db);
+	if ((err = stmt(r, S_CHAT_TOUCH, &s)) != AC_OK)
+		return err;
+	bind_str(s, 1, chat_id);
+	sqlite3_bind_int64(s, 2, now);
+	return run(r, s, NULL);
+}
+
+/* The reply already given to a user message (to be replaced by a new one), or 0. */
+static enum ac_err
+reply_after(struct ac_repo *r, struct ac_str chat_id, int64_t user_message_id, int64_t *out)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+
+	*out = 0;
+	if ((err = stmt(r, S_REPLY_AFTER, &s)) != AC_OK)
+		return err;
+	bind_str(s, 1, chat_id);
+	sqlite3_bind_int64(s, 2, user_message_id);
+	err = one_int(r, s, out);
+	return err == AC_ENOTFOUND ? AC_OK : err;
+}
+
+/* An earlier send with this key: what to do about it. */
+static enum ac_err
+idem_lookup(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, struct ac_str content,
+    struct ac_str key, int64_t now, int64_t lock_until, struct ac_send *out, bool *found)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+	struct ac_str stored_chat, stored_content;
+	int rc;
+
+	*found = false;
+	if ((err = stmt(r, S_IDEM_EXPIRE, &s)) != AC_OK)
+		return err;
+	sqlite3_bind_int64(s, 1, now - AC_IDEMPOTENCY_TTL_US);
+	if ((err = run(r, s, NULL)) != AC_OK)
+		return err;
+	if ((err = stmt(r, S_IDEM_GET, &s)) != AC_OK)
+		return err;
+	bind_str(s, 1, user_id);
+	bind_str(s, 2, key);
+	rc = sqlite3_step(s);
+	if (rc != SQLITE_ROW) {
+		done(s);
+		return rc == SQLITE_DONE ? AC_OK : fail(r, rc);
+	}
+	*found = true;
+	stored_chat = col_str(s, 0);
+	stored_content = col_str(s, 4);
+	out->user_message_id = sqlite3_column_int64(s, 1);
+	out->reply_message_id = sqlite3_column_int64(s, 2);
+	if (stored_chat.len != chat_id.len || memcmp(stored_chat.ptr, chat_id.ptr, chat_id.len) != 0 ||
+	    stored_content.len != content.len ||
+	    (content.len > 0 && memcmp(stored_content.ptr, content.ptr, content.len) != 0))
+		out->state = AC_SEND_MISMATCH;
+	else if (out->reply_message_id > 0)
+		out->state = AC_SEND_DONE;
+	else if (sqlite3_column_int64(s, 3) > now)
+		out->state = AC_SEND_BUSY;
+	else
+		out->state = AC_SEND_RETRY;
+	done(s);
+	if (out->state != AC_SEND_RETRY)
+		return AC_OK;
+	if ((err = reply_after(r, chat_id, out->user_message_id, &out->replace_id)) != AC_OK)
+		return err;
+	if ((err = stmt(r, S_IDEM_LOCK, &s)) != AC_OK)
+		return err;
+	bind_str(s, 1, user_id);
+	bind_str(s, 2, key);
+	sqlite3_bind_int64(s, 3, lock_until);
+	return run(r, s, NULL);
+}
+
+enum ac_err
+ac_repo_send_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, struct ac_str content,
+    struct ac_str idem_key, int64_t lock_until_us, struct ac_send *out)
+{
+	int64_t now = ac_now_us();
+	sqlite3_stmt *s;
+	enum ac_err err;
+	bool found = false;
+
+	memset(out, 0, sizeof(*out));
+	if ((err = exec(r, S_BEGIN_WRITE)) != AC_OK)
+		return err;
+	if ((err = owned(r, chat_id, user_id)) != AC_OK)
+		goto out;
+	if (idem_key.ptr != NULL) {
+		err = idem_lookup(r, chat_id, user_id, content, idem_key, now, lock_until_us, out, &found);
+		if (err != AC_OK || found)
+			goto out;
+	}
+	out->state = AC_SEND_NEW;
+	if ((err = insert_message(r, chat_id, AC_ROLE_USER, content, NULL, now, &out->user_message_id)) != AC_OK)
+		goto out;
+	if (idem_key.ptr != NULL) {
+		if ((err = stmt(r, S_IDEM_INSERT, &s)) != AC_OK)
+			goto out;
+		bind_str(s, 1, user_id);
+		bind_str(s, 2, idem_key);
+		bind_str(s, 3, chat_id);
+		sqlite3_bind_int64(s, 4, out->user_message_id);
+		sqlite3_bind_int64(s, 5, lock_until_us);
+		sqlite3_bind_int64(s, 6, now);
+		err = run(r, s, NULL);
+	}
+out:
+	return commit(r, err);
+}
+
+enum ac_err
+ac_repo_regenerate_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, struct ac_send *out)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+
+	memset(out, 0, sizeof(*out));
+	out->state = AC_SEND_RETRY;
+	if ((err = exec(r, S_BEGIN)) != AC_OK)
+		return err;
+	if ((err = owned(r, chat_id, user_id)) != AC_OK)
+		goto out;
+	if ((err = stmt(r, S_LAST_USER, &s)) != AC_OK)
+		goto out;
+	bind_str(s, 1, chat_id);
+	err = one_int(r, s, &out->user_message_id);
+	if (err == AC_ENOTFOUND) {
+		out->user_message_id = 0;
+		err = AC_OK;
+		goto out;
+	}
+	if (err == AC_OK)
+		err = reply_after(r, chat_id, out->user_message_id, &out->replace_id);
+out:
+	return commit(r, err);
+}
+
+enum ac_err
+ac_repo_history(struct ac_repo *r, struct ac_str chat_id, int64_t upto, ac_message_fn fn, void *arg)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+
+	if ((err = exec(r, S_BEGIN)) != AC_OK)
+		return err;
+	if ((err = stmt(r, S_HISTORY, &s)) != AC_OK)
+		goto out;
+	bind_str(s, 1, chat_id);
+	sqlite3_bind_int64(s, 2, upto);
+	err = each_message(r, s, fn, arg);
+	if (err == AC_ETOOBIG)
+		err = AC_OK;
+out:
+	return commit(r, err);
+}
+
+enum ac_err
+ac_repo_reply_add(struct ac_repo *r, struct ac_str chat_id, const struct ac_reply *reply, int64_t *id,
+    int64_t *created_at)
+{
+	int64_t now = ac_now_us();
+	sqlite3_stmt *s;
+	enum ac_err err;
+
+	if ((err = exec(r, S_BEGIN_WRITE)) != AC_OK)
+		return err;
+	if (reply->replace_id > 0) {
+		if ((err = stmt(r, S_MSG_DELETE, &s)) != AC_OK)
+			goto out;
+		bind_str(s, 1, chat_id);
+		sqlite3_bind_int64(s, 2, reply->replace_id);
+		if ((err = run(r, s, NULL)) != AC_OK)
+			goto out;
+	}
+	err = insert_message(r, chat_id, AC_ROLE_ASSISTANT, reply->content, reply, now, id);
+	if (err != AC_OK)
+		goto out;
+	*created_at = now;
+	if (reply->idem_key.ptr != NULL && !reply->incomplete) {
+		if ((err = stmt(r, S_IDEM_DONE, &s)) != AC_OK)
+			goto out;
+		bind_str(s, 1, reply->user_id);
+		bind_str(s, 2, reply->idem_key);
+		sqlite3_bind_int64(s, 3, *id);
+		err = run(r, s, NULL);
+	}
+out:
+	/* The chat may have been deleted meanwhile: the insert then fails its foreign key. */
+	return commit(r, err);
+}
+
+enum ac_err
+ac_repo_send_unlock(struct ac_repo *r, struct ac_str user_id, struct ac_str idem_key)
+{
+	sqlite3_stmt *s;
+	enum ac_err err;
+
+	if ((err = stmt(r, S_IDEM_LOCK, &s)) != AC_OK)
+		return err;
+	bind_str(s, 1, user_id);
+	bind_str(s, 2, idem_key);
+	sqlite3_bind_int64(s, 3, 0);
+	return run(r, s, NULL);
+}
+
+struct counted {
+	ac_message_fn fn;
+	void *arg;
+	int n;
+};
+
+static enum ac_err
+count_message(void *arg, const struct ac_message *m)
+{
+	struct counted *c = arg;
+
+	c->n++;
+	return c->fn(c->arg, m);
+}
+
+enum ac_err
+ac_repo_message_get(struct ac_repo *r, struct ac_str chat_id, int64_t id, ac_message_fn fn, void *arg)
+{
+	struct counted c = { fn, arg, 0 };
+	sqlite3_stmt *s;
+	enum ac_err err;
+
+	if ((err = stmt(r, S_MSG_GET, &s)) != AC_OK)
+		return err;
+	bind_str(s, 1, chat_id);
+	sqlite3_bind_int64(s, 2, id);
+	err = each_message(r, s, count_message, &c);
+	return err == AC_OK && c.n == 0 ? AC_ENOTFOUND : err;
 }

@@ -106,6 +106,8 @@ message_item_out(void *arg, const struct ac_message *m)
 	ac_json_str(b, m->content.ptr, m->content.len);
 	ac_buf_add(b, ",\"created_at\":", 14);
 	write_time(b, m->created_at);
+	if (m->incomplete)
+		ac_buf_adds(b, ",\"incomplete\":true");
 	ac_buf_addc(b, '}');
 	return ac_buf_err(b);
 }
@@ -114,7 +116,7 @@ message_item_out(void *arg, const struct ac_message *m)
 static bool
 body_object(struct ac_ctx *c, struct ac_verrs *v, struct json_object **obj, bool *answered)
 {
-	*answered = !ac_request_json(c, v, obj);
+	*answered = !ac_request_json(c, v, true, obj);
 	if (*answered || *obj == NULL)
 		return false;
 	if (!json_object_is_type(*obj, json_type_object)) {

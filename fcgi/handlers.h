@@ -15,5 +15,8 @@ void ac_h_chat_get(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_chat_rename(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_chat_delete(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_message_list(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_models(struct ac_ctx *c, const struct ac_str *args);
 
 #endif

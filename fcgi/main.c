@@ -18,6 +18,7 @@
 #include <fcgiapp.h>
 
 #include "../common/config.h"
+#include "../common/provider.h"
 #include "../common/repo.h"
 #include "server.h"
 
@@ -262,6 +263,10 @@ main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (ac_provider_global_init() != AC_OK) {
+		fprintf(stderr, "%s: libcurl failed to initialise\n", PROGRAM);
+		return 1;
+	}
 	if (FCGX_Init() != 0) {
 		fprintf(stderr, "%s: FCGX_Init failed\n", PROGRAM);
 		return 1;

@@ -47,6 +47,8 @@ ac_request_parse(struct ac_ctx *c)
 	r->origin = param(c, "HTTP_ORIGIN");
 	r->acr_method = param(c, "HTTP_ACCESS_CONTROL_REQUEST_METHOD");
 	r->acr_headers = param(c, "HTTP_ACCESS_CONTROL_REQUEST_HEADERS");
+	r->accept = param(c, "HTTP_ACCEPT");
+	r->idempotency_key = param(c, "HTTP_IDEMPOTENCY_KEY");
 
 	/* REQUEST_URI is the raw target; a server that sends none gets its PATH_INFO taken as one. */
 	uri = param(c, "REQUEST_URI");
@@ -151,7 +153,7 @@ read_body(struct ac_ctx *c)
 }
 
 bool
-ac_request_json(struct ac_ctx *c, struct ac_verrs *v, struct json_object **obj)
+ac_request_json(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json_object **obj)
 {
 	struct ac_json_error jerr;
 	char detail[96];
@@ -176,7 +178,8 @@ ac_request_json(struct ac_ctx *c, struct ac_verrs *v, struct json_object **obj)
 		return false;
 	}
 	if (c->req.body.len == 0) {
-		ac_verrs_add(v, "body", NULL, "field required", "value_error.missing", false, 0);
+		if (required)
+			ac_verrs_add(v, "body", NULL, "field required", "value_error.missing", false, 0);
 		return true;
 	}
 	if (ac_json_parse(c->req.body.ptr, c->req.body.len, obj, &jerr) != AC_OK)

@@ -64,7 +64,9 @@ send_head(struct ac_ctx *c, long long content_length)
 	n = snprintf(line, sizeof(line), "Status: %d %s\r\n", r->status, reason(r->status));
 	put(c, line, (size_t)n);
 	if (r->status != 204) {
-		put(c, "Content-Type: application/json\r\n", 32);
+		n = snprintf(line, sizeof(line), "Content-Type: %s\r\n",
+		    r->content_type != NULL ? r->content_type : "application/json");
+		put(c, line, (size_t)n);
 		if (content_length >= 0) {
 			n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", content_length);
 			put(c, line, (size_t)n);
@@ -112,6 +114,7 @@ ac_resp_start(struct ac_ctx *c, int status)
 	if (r->committed)
 		return;
 	r->status = status;
+	r->content_type = NULL;
 	ac_buf_reset(&r->headers, 8192);
 	ac_buf_reset(&r->body, 4 * AC_RESP_WINDOW);
 	ac_buf_set_sink(&r->body, stream_out, c);
@@ -168,6 +171,48 @@ ac_resp_repo_error(struct ac_ctx *c, enum ac_err err, struct ac_str chat_id)
 	}
 	ac_buf_addc(b, '}');
 	ac_resp_header(c, "Retry-After", "1");
+}
+
+void
+ac_resp_sse_begin(struct ac_ctx *c)
+{
+	struct ac_resp *r = &c->resp;
+
+	ac_resp_start(c, 200);
+	r->content_type = "text/event-stream";
+	ac_resp_header(c, "Cache-Control", "no-cache");
+	ac_resp_header(c, "X-Accel-Buffering", "no");
+	send_head(c, -1);
+	if (!r->failed && FCGX_FFlush(c->fcgi.out) < 0)
+		r->failed = true;
+}
+
+static enum ac_err
+sse_flush(struct ac_ctx *c)
+{
+	if (!c->resp.failed && FCGX_FFlush(c->fcgi.out) < 0)
+		c->resp.failed = true;
+	return c->resp.failed ? AC_EIO : AC_OK;
+}
+
+enum ac_err
+ac_resp_sse_event(struct ac_ctx *c, const char *event, const char *data, size_t len)
+{
+	put(c, "event: ", 7);
+	put(c, event, strlen(event));
+	put(c, "\ndata: ", 7);
+	put(c, data, len);	/* one line of JSON: its newlines are escaped */
+	put(c, "\n\n", 2);
+	return sse_flush(c);
+}
+
+enum ac_err
+ac_resp_sse_comment(struct ac_ctx *c, const char *text)
+{
+	put(c, ": ", 2);
+	put(c, text, strlen(text));
+	put(c, "\n\n", 2);
+	return sse_flush(c);
 }
 
 void

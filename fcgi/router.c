@@ -19,6 +19,9 @@ static const struct route routes[] = {
 	{ { "chats", "{}", NULL },
 	    { [AC_GET] = ac_h_chat_get, [AC_PATCH] = ac_h_chat_rename, [AC_DELETE] = ac_h_chat_delete } },
 	{ { "chats", "{}", "messages", NULL }, { [AC_GET] = ac_h_message_list } },
+	{ { "chats", "{}", "regenerate", NULL }, { [AC_POST] = ac_h_chat_regenerate } },
+	{ { "chat", NULL }, { [AC_POST] = ac_h_chat_send } },
+	{ { "models", NULL }, { [AC_GET] = ac_h_models } },
 };
 
 static const char *const method_names[AC_METHOD_OTHER] = {

@@ -81,6 +81,7 @@ static void
 ctx_free(struct ac_ctx *c)
 {
 	ac_repo_close(c->repo);
+	ac_provider_free(c->provider);
 	ac_resp_free(&c->resp);
 	ac_buf_free(&c->scratch);
 	ac_buf_free(&c->in);
@@ -149,6 +150,10 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 		if (err != AC_OK) {
 			fprintf(stderr, "ai-chat-fcgi: cannot open the database %s: %s\n", cfg->db_path,
 			    ac_strerror(err));
+			goto out;
+		}
+		if (ac_provider_new(cfg, &c->provider) != AC_OK) {
+			fprintf(stderr, "ai-chat-fcgi: cannot set up the provider client\n");
 			goto out;
 		}
 	}

@@ -14,6 +14,7 @@
 
 #include "../common/buf.h"
 #include "../common/config.h"
+#include "../common/provider.h"
 #include "../common/repo.h"
 #include "../common/valid.h"
 #include "http.h"
@@ -41,11 +42,14 @@ struct ac_request {
 	const char *origin;		/* the CORS headers, NULL when absent */
 	const char *acr_method;
 	const char *acr_headers;
+	const char *accept;
+	const char *idempotency_key;
 	struct ac_str body;
 };
 
 struct ac_resp {
 	int status;
+	const char *content_type;	/* NULL: application/json */
 	struct ac_buf headers;	/* extra "Name: value\r\n" lines */
 	struct ac_buf body;
 	bool committed;		/* the head has been sent: the body is streaming */
@@ -55,6 +59,7 @@ struct ac_resp {
 struct ac_ctx {
 	const struct ac_config *cfg;
 	struct ac_repo *repo;
+	struct ac_provider *provider;
 	FCGX_Request fcgi;
 	struct ac_request req;
 	struct ac_resp resp;
@@ -70,9 +75,9 @@ bool ac_request_parse(struct ac_ctx *c);
 /*
  * The body as JSON: checks the Content-Type (415), reads at most MAX_BODY_BYTES (413) and parses it.
  * Returns false when it has answered (415, 413, 400); otherwise true with *obj the parsed value, or
- * NULL with the reason added to v (empty or malformed body).
+ * NULL with the reason added to v (malformed body, or an empty one when required).
  */
-bool ac_request_json(struct ac_ctx *c, struct ac_verrs *v, struct json_object **obj);
+bool ac_request_json(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json_object **obj);
 
 /* ---- response.c ---- */
 
@@ -86,6 +91,14 @@ void ac_resp_error(struct ac_ctx *c, int status, const char *detail);
 void ac_resp_invalid(struct ac_ctx *c, const struct ac_verrs *v);
 /* Answers 503 for a failed repository call (or 404 with the chat detail for AC_ENOTFOUND). */
 void ac_resp_repo_error(struct ac_ctx *c, enum ac_err err, struct ac_str chat_id);
+/*
+ * A server-sent event stream: the head goes out at once (text/event-stream, no caching, no proxy
+ * buffering); each event is flushed as it is written.  AC_EIO when the client has gone away.
+ */
+void ac_resp_sse_begin(struct ac_ctx *c);
+enum ac_err ac_resp_sse_event(struct ac_ctx *c, const char *event, const char *data, size_t len);
+enum ac_err ac_resp_sse_comment(struct ac_ctx *c, const char *text);
+
 /* Sends what is pending, adding CORS headers; the request is complete after it. */
 void ac_resp_finish(struct ac_ctx *c);
 

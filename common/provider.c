@@ -1,0 +1,569 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#include "json.h"
+#include "provider.h"
+#include "sse.h"
+
+#define BACKOFF_BASE_MS 500
+#define BACKOFF_MAX_MS 8000
+#define SSE_LINE_MAX (1024 * 1024)
+#define ERROR_BODY_MAX (64 * 1024)
+
+struct ac_provider {
+	const struct ac_config *cfg;
+	CURL *curl;
+	struct curl_slist *headers;
+	struct ac_buf req;	/* the request body */
+	struct ac_buf body;	/* a non-streamed (or error) response body */
+	struct ac_sse sse;
+
+	/* One call's state. */
+	const struct ac_llm_hooks *hooks;
+	struct ac_llm_result *res;
+	bool stream;
+	bool delivered;		/* a delta reached the caller: no retry from here */
+	bool done;		/* [DONE] seen */
+	time_t last_activity;
+};
+
+enum ac_err
+ac_provider_global_init(void)
+{
+	return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? AC_OK : AC_ESYS;
+}
+
+void
+ac_scrub(char *s, const char *secret)
+{
+	size_t n = strlen(secret);
+	char *p;
+
+	if (n == 0)
+		return;
+	while ((p = strstr(s, secret)) != NULL) {
+		memcpy(p, "[redacted]", n < 10 ? n : 10);
+		memmove(p + (n < 10 ? n : 10), p + n, strlen(p + n) + 1);
+	}
+}
+
+void
+ac_llm_result_init(struct ac_llm_result *r, size_t max_text)
+{
+	memset(r, 0, sizeof(*r));
+	ac_buf_init(&r->text, max_text);
+	r->retry_after = -1;
+}
+
+void
+ac_llm_result_free(struct ac_llm_result *r)
+{
+	ac_buf_free(&r->text);
+}
+
+enum ac_err
+ac_provider_new(const struct ac_config *cfg, struct ac_provider **out)
+{
+	struct ac_provider *p = calloc(1, sizeof(*p));
+	char auth[300];
+
+	*out = NULL;
+	if (p == NULL)
+		return AC_ENOMEM;
+	p->cfg = cfg;
+	ac_buf_init(&p->req, 64 * 1048576);
+	ac_buf_init(&p->body, cfg->provider_max_response);
+	ac_sse_init(&p->sse, SSE_LINE_MAX);
+	p->curl = curl_easy_init();
+	if (p->curl == NULL)
+		goto fail;
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", cfg->api_key);
+	p->headers = curl_slist_append(p->headers, auth);
+	explicit_bzero(auth, sizeof(auth));
+	p->headers = curl_slist_append(p->headers, "Content-Type: application/json");
+	p->headers = curl_slist_append(p->headers, "Expect:");
+	if (p->headers == NULL)
+		goto fail;
+	*out = p;
+	return AC_OK;
+fail:
+	ac_provider_free(p);
+	return AC_ENOMEM;
+}
+
+void
+ac_provider_free(struct ac_provider *p)
+{
+	if (p == NULL)
+		return;
+	curl_easy_cleanup(p->curl);
+	curl_slist_free_all(p->headers);
+	ac_buf_free(&p->req);
+	ac_buf_free(&p->body);
+	ac_sse_free(&p->sse);
+	free(p);
+}
+
+static void
+build_request(struct ac_provider *p, const struct ac_model *m, const struct ac_llm_msg *msgs,
+    size_t count, bool stream)
+{
+	static const char *const roles[] = { "system", "user", "assistant" };
+	struct ac_buf *b = &p->req;
+
+	ac_buf_reset(b, 1048576);
+	ac_buf_adds(b, "{\"model\":");
+	ac_json_cstr(b, m->id);
+	ac_buf_adds(b, ",\"messages\":[");
+	for (size_t i = 0; i < count; i++) {
+		if (i > 0)
+			ac_buf_addc(b, ',');
+		ac_buf_adds(b, "{\"role\":\"");
+		ac_buf_adds(b, roles[msgs[i].role]);
+		ac_buf_adds(b, "\",\"content\":");
+		ac_json_str(b, msgs[i].content.ptr, msgs[i].content.len);
+		ac_buf_addc(b, '}');
+	}
+	ac_buf_printf(b, "],\"temperature\":%.3g,\"max_completion_tokens\":%lld", m->temperature,
+	    (long long)m->max_completion_tokens);
+	if (m->reasoning_effort[0] != '\0')
+		ac_buf_printf(b, ",\"reasoning_effort\":\"%s\"", m->reasoning_effort);
+	if (stream)
+		ac_buf_adds(b, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
+	else
+		ac_buf_adds(b, ",\"stream\":false");
+	ac_buf_addc(b, '}');
+}
+
+/* Fails the call with a reason; the first failure stands. */
+static void
+set_fail(struct ac_llm_result *res, enum ac_llm_fail fail, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+set_fail(struct ac_llm_result *res, enum ac_llm_fail fail, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (res->fail != AC_LLM_OK)
+		return;
+	res->fail = fail;
+	va_start(ap, fmt);
+	vsnprintf(res->detail, sizeof(res->detail), fmt, ap);
+	va_end(ap);
+}
+
+static void
+read_usage(struct ac_llm_result *res, struct json_object *usage)
+{
+	struct json_object *v;
+
+	if (usage == NULL || !json_object_is_type(usage, json_type_object))
+		return;
+	if (json_object_object_get_ex(usage, "prompt_tokens", &v))
+		res->prompt_tokens = json_object_get_int64(v);
+	if (json_object_object_get_ex(usage, "completion_tokens", &v))
+		res->completion_tokens = json_object_get_int64(v);
+	if (json_object_object_get_ex(usage, "total_tokens", &v))
+		res->total_tokens = json_object_get_int64(v);
+}
+
+static void
+read_model(struct ac_llm_result *res, struct json_object *o)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(o, "model", &v) && json_object_is_type(v, json_type_string))
+		snprintf(res->model, sizeof(res->model), "%s", json_object_get_string(v));
+}
+
+static void
+read_finish(struct ac_llm_result *res, struct json_object *choice)
+{
+	struct json_object *v;
+
+	if (json_object_object_get_ex(choice, "finish_reason", &v) && json_object_is_type(v, json_type_string))
+		snprintf(res->finish_reason, sizeof(res->finish_reason), "%s", json_object_get_string(v));
+}
+
+/* choices[0], or NULL. */
+static struct json_object *
+first_choice(struct json_object *o)
+{
+	struct json_object *choices;
+
+	if (!json_object_object_get_ex(o, "choices", &choices) ||
+	    !json_object_is_type(choices, json_type_array) || json_object_array_length(choices) == 0)
+		return NULL;
+	return json_object_array_get_idx(choices, 0);
+}
+
+/* One event of the stream: a chat.completion.chunk, an error, or [DONE]. */
+static enum ac_err
+on_event(void *arg, const char *data, size_t len)
+{
+	struct ac_provider *p = arg;
+	struct ac_llm_result *res = p->res;
+	struct json_object *o = NULL, *choice, *delta, *v, *xg;
+	struct ac_json_error jerr;
+	enum ac_err err = AC_OK;
+
+	if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+		p->done = true;
+		return AC_OK;
+	}
+	if (ac_json_parse(data, len, &o, &jerr) != AC_OK || !json_object_is_type(o, json_type_object)) {
+		set_fail(res, AC_LLM_BAD_RESPONSE, "the provider's stream held an event that is not JSON");
+		err = AC_EINVAL;
+		goto out;
+	}
+	if (json_object_object_get_ex(o, "error", &v) && v != NULL) {
+		struct json_object *m = NULL;
+
+		if (json_object_is_type(v, json_type_object))
+			json_object_object_get_ex(v, "message", &m);
+		set_fail(res, AC_LLM_PROVIDER_ERROR, "the provider failed mid-reply: %.200s",
+		    m != NULL ? json_object_get_string(m) : "no message");
+		err = AC_EINVAL;
+		goto out;
+	}
+	read_model(res, o);
+	if (json_object_object_get_ex(o, "usage", &v))
+		read_usage(res, v);
+	if (json_object_object_get_ex(o, "x_groq", &xg) && json_object_object_get_ex(xg, "usage", &v))
+		read_usage(res, v);
+	choice = first_choice(o);
+	if (choice == NULL)
+		goto out;
+	read_finish(res, choice);
+	if (json_object_object_get_ex(choice, "delta", &delta) &&
+	    json_object_object_get_ex(delta, "content", &v) && json_object_is_type(v, json_type_string)) {
+		struct ac_str piece = ac_json_get_str(v);
+
+		if (piece.len == 0)
+			goto out;
+		ac_buf_add(&res->text, piece.ptr, piece.len);
+		if (ac_buf_err(&res->text) != AC_OK) {
+			set_fail(res, AC_LLM_BAD_RESPONSE, "the reply was larger than %zu bytes", res->text.max);
+			err = AC_ETOOBIG;
+			goto out;
+		}
+		p->last_activity = time(NULL);
+		if (p->hooks != NULL && p->hooks->delta != NULL) {
+			p->delivered = true;
+			if (p->hooks->delta(p->hooks->arg, piece.ptr, piece.len) != AC_OK) {
+				set_fail(res, AC_LLM_CANCELLED, "the client went away");
+				err = AC_EIO;
+			}
+		}
+	}
+out:
+	json_object_put(o);
+	return err;
+}
+
+static long
+status_of(struct ac_provider *p)
+{
+	long status = 0;
+
+	curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+	return status;
+}
+
+static size_t
+on_write(char *data, size_t size, size_t n, void *arg)
+{
+	struct ac_provider *p = arg;
+	size_t len = size * n;
+
+	p->last_activity = time(NULL);
+	if (p->stream && status_of(p) == 200) {
+		if (ac_sse_feed(&p->sse, data, len, on_event, p) != AC_OK) {
+			if (p->res->fail == AC_LLM_OK)
+				set_fail(p->res, AC_LLM_BAD_RESPONSE, "the provider's stream was malformed or too large");
+			return 0;
+		}
+		return len;
+	}
+	ac_buf_add(&p->body, data, len);
+	if (ac_buf_err(&p->body) != AC_OK) {
+		set_fail(p->res, AC_LLM_BAD_RESPONSE, "the provider's answer was larger than %zu bytes",
+		    p->body.max);
+		return 0;
+	}
+	return len;
+}
+
+static size_t
+on_header(char *data, size_t size, size_t n, void *arg)
+{
+	struct ac_provider *p = arg;
+	size_t len = size * n;
+
+	if (len > 12 && strncasecmp(data, "retry-after:", 12) == 0) {
+		char v[32];
+		size_t vl = len - 12;
+
+		if (vl >= sizeof(v))
+			vl = sizeof(v) - 1;
+		memcpy(v, data + 12, vl);
+		v[vl] = '\0';
+		/* Seconds (possibly fractional); an HTTP date is not used by OpenAI-style APIs. */
+		double secs = strtod(v, NULL);
+
+		if (secs > 0 && secs < 1e6)
+			p->res->retry_after = (int)(secs + 0.999);
+	}
+	return len;
+}
+
+/* Progress: time to send a heartbeat, or to stop because the client went away. */
+static int
+on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct ac_provider *p = arg;
+
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	(void)ulnow;
+	if (p->hooks == NULL || p->hooks->idle == NULL)
+		return 0;
+	if (time(NULL) - p->last_activity < p->cfg->heartbeat_s)
+		return 0;
+	p->last_activity = time(NULL);
+	if (p->hooks->idle(p->hooks->arg) != AC_OK) {
+		set_fail(p->res, AC_LLM_CANCELLED, "the client went away");
+		return 1;
+	}
+	return 0;
+}
+
+/* The provider's own words from an error body ({"error": {"message": ...}}), if any. */
+static void
+error_message(struct ac_provider *p, char *out, size_t out_size, char *code, size_t code_size)
+{
+	struct json_object *o = NULL, *e, *v;
+	struct ac_json_error jerr;
+
+	out[0] = '\0';
+	code[0] = '\0';
+	if (p->body.len == 0 || p->body.len > ERROR_BODY_MAX ||
+	    ac_json_parse(p->body.data, p->body.len, &o, &jerr) != AC_OK)
+		return;
+	if (json_object_object_get_ex(o, "error", &e) && json_object_is_type(e, json_type_object)) {
+		if (json_object_object_get_ex(e, "message", &v) && json_object_is_type(v, json_type_string))
+			snprintf(out, out_size, "%s", json_object_get_string(v));
+		if (json_object_object_get_ex(e, "code", &v) && json_object_is_type(v, json_type_string))
+			snprintf(code, code_size, "%s", json_object_get_string(v));
+	}
+	json_object_put(o);
+}
+
+/* Reads a complete (not streamed) chat completion from p->body. */
+static void
+read_completion(struct ac_provider *p)
+{
+	struct ac_llm_result *res = p->res;
+	struct json_object *o = NULL, *choice, *msg, *v;
+	struct ac_json_error jerr;
+
+	if (ac_json_parse(p->body.data != NULL ? p->body.data : "", p->body.len, &o, &jerr) != AC_OK ||
+	    !json_object_is_type(o, json_type_object)) {
+		set_fail(res, AC_LLM_BAD_RESPONSE, "the provider's answer is not JSON");
+		goto out;
+	}
+	choice = first_choice(o);
+	if (choice == NULL || !json_object_object_get_ex(choice, "message", &msg) ||
+	    !json_object_object_get_ex(msg, "content", &v) || !json_object_is_type(v, json_type_string)) {
+		set_fail(res, AC_LLM_BAD_RESPONSE, "the provider's answer holds no message content");
+		goto out;
+	}
+	ac_buf_add(&res->text, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+	if (ac_buf_err(&res->text) != AC_OK) {
+		set_fail(res, AC_LLM_BAD_RESPONSE, "the reply was larger than %zu bytes", res->text.max);
+		goto out;
+	}
+	read_model(res, o);
+	read_finish(res, choice);
+	if (json_object_object_get_ex(o, "usage", &v))
+		read_usage(res, v);
+out:
+	json_object_put(o);
+}
+
+/* Classifies a finished transfer; true when it is worth another try. */
+static bool
+classify(struct ac_provider *p, CURLcode rc)
+{
+	struct ac_llm_result *res = p->res;
+	long status = status_of(p);
+	char msg[256], code[64];
+
+	res->http_status = (int)status;
+	if (res->fail != AC_LLM_OK)
+		return false;	/* set by a callback: cancelled, malformed, too large */
+	if (rc != CURLE_OK) {
+		double connect = 0;
+
+		curl_easy_getinfo(p->curl, CURLINFO_CONNECT_TIME, &connect);
+		switch (rc) {
+		case CURLE_OPERATION_TIMEDOUT:
+			if (connect <= 0) {
+				set_fail(res, AC_LLM_UNREACHABLE, "could not connect to the provider within %d ms",
+				    p->cfg->connect_timeout_ms);
+				return !p->delivered;
+			}
+			set_fail(res, AC_LLM_TIMEOUT, "the provider did not answer within %d s",
+			    p->cfg->provider_timeout_s);
+			return false;
+		case CURLE_GOT_NOTHING:
+		case CURLE_SEND_ERROR:
+		case CURLE_RECV_ERROR:
+		case CURLE_PARTIAL_FILE:
+			set_fail(res, AC_LLM_UNREACHABLE, "the connection to the provider dropped (%s)",
+			    curl_easy_strerror(rc));
+			return !p->delivered;
+		default:
+			set_fail(res, AC_LLM_UNREACHABLE, "could not reach the provider (%s)",
+			    curl_easy_strerror(rc));
+			return !p->delivered;
+		}
+	}
+	if (status == 200) {
+		if (!p->stream)
+			read_completion(p);
+		else if (!p->done && res->finish_reason[0] == '\0')
+			set_fail(res, AC_LLM_UNREACHABLE, "the provider's stream ended before the reply did");
+		return res->fail == AC_LLM_UNREACHABLE && !p->delivered;
+	}
+	error_message(p, msg, sizeof(msg), code, sizeof(code));
+	if (status == 401 || status == 403) {
+		set_fail(res, AC_LLM_KEY_REFUSED, "the provider refused the API key (%ld%s%s)", status,
+		    msg[0] != '\0' ? ": " : "", msg);
+		return false;
+	}
+	if (status == 404 || strcmp(code, "model_not_found") == 0 || strcmp(code, "model_decommissioned") == 0) {
+		set_fail(res, AC_LLM_MODEL_UNAVAILABLE, "the model is unavailable (%ld%s%s)", status,
+		    msg[0] != '\0' ? ": " : "", msg);
+		return false;
+	}
+	if (status == 429) {
+		if (res->retry_after >= 0)
+			set_fail(res, AC_LLM_RATE_LIMITED, "rate limited by the provider (retry after %d s)",
+			    res->retry_after);
+		else
+			set_fail(res, AC_LLM_RATE_LIMITED, "rate limited by the provider");
+		return res->retry_after <= AC_RETRY_AFTER_MAX;
+	}
+	if (status >= 500 || status == 408 || status == 409 || status == 498) {
+		set_fail(res, AC_LLM_PROVIDER_ERROR, "the provider failed (%ld%s%s)", status,
+		    msg[0] != '\0' ? ": " : "", msg);
+		return res->retry_after <= AC_RETRY_AFTER_MAX;
+	}
+	set_fail(res, AC_LLM_REJECTED, "the provider refused the request (%ld%s%s)", status,
+	    msg[0] != '\0' ? ": " : "", msg);
+	return false;
+}
+
+/* Waits before another try, in steps, keeping heartbeats going; false if the client went away. */
+static bool
+backoff(struct ac_provider *p, int attempt)
+{
+	long ms;
+	unsigned short r = 0;
+	struct timespec step = { 0, 100 * 1000000L };
+
+	if (p->res->retry_after >= 0) {
+		ms = p->res->retry_after * 1000L;
+	} else {
+		ms = BACKOFF_BASE_MS << attempt;
+		if (ms > BACKOFF_MAX_MS)
+			ms = BACKOFF_MAX_MS;
+		if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
+			r = (unsigned short)time(NULL);
+		ms = ms / 2 + (long)(r % (unsigned)(ms / 2 + 1));	/* jitter: 50..100% */
+	}
+	for (long waited = 0; waited < ms; waited += 100) {
+		nanosleep(&step, NULL);
+		if (on_progress(p, 0, 0, 0, 0) != 0)
+			return false;
+	}
+	return true;
+}
+
+void
+ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const struct ac_llm_msg *msgs,
+    size_t count, bool stream, const struct ac_llm_hooks *hooks, struct ac_llm_result *res)
+{
+	char url[600];
+	CURLcode rc;
+
+	p->res = res;
+	p->hooks = hooks;
+	p->stream = stream;
+	p->delivered = false;
+	if (p->cfg->api_key[0] == '\0') {
+		set_fail(res, AC_LLM_NO_KEY, "GROQ_API_KEY is not set");
+		return;
+	}
+	build_request(p, model, msgs, count, stream);
+	if (ac_buf_err(&p->req) != AC_OK) {
+		set_fail(res, AC_LLM_REJECTED, "the request is too large to send");
+		return;
+	}
+	snprintf(url, sizeof(url), "%s/chat/completions", p->cfg->base_url);
+	for (int attempt = 0;; attempt++) {
+		CURL *c = p->curl;
+
+		res->attempts = attempt + 1;
+		res->fail = AC_LLM_OK;
+		res->detail[0] = '\0';
+		res->retry_after = -1;
+		res->text.len = 0;
+		res->text.err = AC_OK;
+		res->finish_reason[0] = '\0';
+		ac_buf_reset(&p->body, 1048576);
+		ac_sse_reset(&p->sse);
+		p->done = false;
+		p->last_activity = time(NULL);
+
+		curl_easy_reset(c);
+		curl_easy_setopt(c, CURLOPT_URL, url);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, p->headers);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, p->req.data);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->req.len);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, p);
+		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+		curl_easy_setopt(c, CURLOPT_HEADERDATA, p);
+		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+		curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
+		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->cfg->connect_timeout_ms);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)p->cfg->provider_timeout_s);
+		curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+		curl_easy_setopt(c, CURLOPT_USERAGENT, "ai-chat-fcgi/1.0");
+		rc = curl_easy_perform(c);
+		if (!classify(p, rc) || attempt >= p->cfg->provider_retries)
+			break;
+		if (!backoff(p, attempt))
+			break;
+	}
+	if (res->fail != AC_LLM_OK)
+		ac_scrub(res->detail, p->cfg->api_key);
+}

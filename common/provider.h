@@ -1,0 +1,92 @@
+/*
+ * The model provider: chat completions over an OpenAI-compatible HTTP API (Groq by default), with
+ * libcurl.  One struct ac_provider per thread: its curl handle is reused, so the TLS connection to
+ * the provider stays open between requests.
+ *
+ * Retries 429, 408, 5xx and connection failures up to PROVIDER_RETRIES times with exponential
+ * backoff and jitter, honouring retry-after up to 60 s; never other 4xx, and never once a streamed
+ * reply has started reaching the client.
+ */
+#ifndef AC_PROVIDER_H
+#define AC_PROVIDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "err.h"
+#include "models.h"
+
+#define AC_RETRY_AFTER_MAX 60	/* a longer retry-after is not waited for */
+
+enum ac_llm_role {
+	AC_LLM_SYSTEM,
+	AC_LLM_USER,
+	AC_LLM_ASSISTANT,
+};
+
+struct ac_llm_msg {
+	enum ac_llm_role role;
+	struct ac_str content;
+};
+
+/* Why a call failed. */
+enum ac_llm_fail {
+	AC_LLM_OK = 0,
+	AC_LLM_NO_KEY,			/* GROQ_API_KEY is not set */
+	AC_LLM_RATE_LIMITED,		/* 429 */
+	AC_LLM_TIMEOUT,			/* no complete answer within PROVIDER_TIMEOUT_S */
+	AC_LLM_UNREACHABLE,		/* DNS, connect, TLS, or the connection dropped */
+	AC_LLM_KEY_REFUSED,		/* 401, 403 */
+	AC_LLM_MODEL_UNAVAILABLE,	/* 404, model_not_found, model_decommissioned */
+	AC_LLM_REJECTED,		/* another 4xx */
+	AC_LLM_PROVIDER_ERROR,		/* 5xx, 498, or an error event in the stream */
+	AC_LLM_BAD_RESPONSE,		/* a body that is not a chat completion, or too large */
+	AC_LLM_CANCELLED,		/* the caller's hook asked to stop (the client went away) */
+};
+
+struct ac_llm_result {
+	struct ac_buf text;		/* the reply, as far as it came */
+	char model[128];		/* the model id the provider reports */
+	int64_t prompt_tokens;
+	int64_t completion_tokens;
+	int64_t total_tokens;
+	char finish_reason[32];
+	enum ac_llm_fail fail;
+	int http_status;		/* the provider's last status, 0 if none */
+	int retry_after;		/* seconds the provider asked to wait, -1 if it did not say */
+	int attempts;
+	char detail[512];		/* for the client when fail != AC_LLM_OK; never holds the key */
+};
+
+/* Hooks for a streamed call (all may be NULL). */
+struct ac_llm_hooks {
+	/* A piece of the reply; an error stops the transfer (AC_LLM_CANCELLED). */
+	enum ac_err (*delta)(void *arg, const char *text, size_t len);
+	/* Called every SSE_HEARTBEAT_S seconds without a delta; an error stops the transfer. */
+	enum ac_err (*idle)(void *arg);
+	void *arg;
+};
+
+struct ac_provider;
+
+enum ac_err ac_provider_global_init(void);	/* once, before threads */
+enum ac_err ac_provider_new(const struct ac_config *cfg, struct ac_provider **out);
+void ac_provider_free(struct ac_provider *p);
+
+void ac_llm_result_init(struct ac_llm_result *r, size_t max_text);
+void ac_llm_result_free(struct ac_llm_result *r);
+
+/*
+ * Sends one chat completion.  With stream, the provider's server-sent events are parsed and each
+ * piece handed to hooks->delta as it arrives.  res says how it went; res->text holds what came.
+ */
+void ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const struct ac_llm_msg *msgs,
+    size_t count, bool stream, const struct ac_llm_hooks *hooks, struct ac_llm_result *res);
+
+/* Removes every copy of secret from s (in place), so a provider's message can never echo the key. */
+void ac_scrub(char *s, const char *secret);
+
+#endif

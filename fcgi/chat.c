@@ -1,0 +1,561 @@
+/*
+ * Talking to the model: POST /chat, POST /chats/{id}/regenerate, GET /models.
+ *
+ * A send stores the user's message (committed), builds the context from the newest messages that fit
+ * the model's budget, calls the provider with no transaction open, then stores the reply.  With
+ * "stream": true the reply is forwarded as server-sent events while it arrives.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../common/json.h"
+#include "../common/util.h"
+#include "handlers.h"
+
+#define USER_ID_MAX 255
+#define IDEMPOTENCY_KEY_MAX 255
+#define HISTORY_MAX_MESSAGES 10000	/* most messages of history sent, however small */
+#define TOKENS_PER_MESSAGE 8		/* role and framing, per message */
+
+static const struct ac_strspec chat_id_spec = { "chat_id", true, false, 1, 64 };
+static const struct ac_strspec user_id_spec = { "user_id", true, false, 1, USER_ID_MAX };
+static const struct ac_strspec message_spec = { "message", true, false, 1, SIZE_MAX };
+
+/*
+ * A conservative estimate of a text's tokens: one per two bytes.  Tokenizers give about one per
+ * four bytes of English and one per character of CJK (three bytes), so this over-counts, and the
+ * context never overflows.
+ */
+static int64_t
+estimate_tokens(size_t bytes)
+{
+	return (int64_t)(bytes / 2) + TOKENS_PER_MESSAGE;
+}
+
+/* One send in progress. */
+struct send {
+	struct ac_ctx *c;
+	const struct ac_model *model;
+	struct ac_str chat_id;
+	struct ac_str user_id;
+	struct ac_str idem_key;		/* ptr NULL: none */
+	bool stream;
+	struct ac_send state;
+
+	/* The context, gathered newest first. */
+	struct ac_buf text;		/* the messages' contents, one after another */
+	size_t *offset;			/* where each message's content starts in text */
+	size_t *length;
+	enum ac_llm_role *role;
+	size_t count;
+	size_t cap;
+	int64_t budget;
+	int64_t used;
+	bool too_large;			/* the newest message alone is over the budget */
+	int64_t too_large_tokens;
+
+	struct ac_llm_result res;
+	struct ac_buf event;		/* one SSE event's data */
+};
+
+static void
+send_free(struct send *s)
+{
+	ac_buf_free(&s->text);
+	ac_buf_free(&s->event);
+	free(s->offset);
+	free(s->length);
+	free(s->role);
+	ac_llm_result_free(&s->res);
+}
+
+/* ac_repo_history's callback: takes messages, newest first, while they fit. */
+static enum ac_err
+take_message(void *arg, const struct ac_message *m)
+{
+	struct send *s = arg;
+	int64_t cost = estimate_tokens(m->content.len);
+
+	if (s->count == 0 && cost > s->budget) {
+		s->too_large = true;
+		s->too_large_tokens = cost;
+		return AC_ETOOBIG;
+	}
+	if (s->used + cost > s->budget || s->count == HISTORY_MAX_MESSAGES)
+		return AC_ETOOBIG;	/* enough: older messages do not fit */
+	if (s->count == s->cap) {
+		size_t cap = s->cap == 0 ? 64 : s->cap * 2;
+		size_t *o = realloc(s->offset, cap * sizeof(*o));
+		size_t *l = o != NULL ? realloc(s->length, cap * sizeof(*l)) : NULL;
+		enum ac_llm_role *r = l != NULL ? realloc(s->role, cap * sizeof(*r)) : NULL;
+
+		if (o != NULL)
+			s->offset = o;
+		if (l != NULL)
+			s->length = l;
+		if (r == NULL)
+			return AC_ENOMEM;
+		s->role = r;
+		s->cap = cap;
+	}
+	s->offset[s->count] = s->text.len;
+	s->length[s->count] = m->content.len;
+	s->role[s->count] = m->role == AC_ROLE_ASSISTANT ? AC_LLM_ASSISTANT : AC_LLM_USER;
+	ac_buf_add(&s->text, m->content.ptr, m->content.len);
+	if (ac_buf_err(&s->text) != AC_OK)
+		return ac_buf_err(&s->text);
+	s->count++;
+	s->used += cost;
+	return AC_OK;
+}
+
+/* The messages for the provider: the system prompt, then the history oldest first. */
+static struct ac_llm_msg *
+context(struct send *s, size_t *n)
+{
+	struct ac_llm_msg *msgs = calloc(s->count + 1, sizeof(*msgs));
+
+	if (msgs == NULL)
+		return NULL;
+	msgs[0].role = AC_LLM_SYSTEM;
+	msgs[0].content.ptr = s->c->cfg->system_prompt;
+	msgs[0].content.len = strlen(s->c->cfg->system_prompt);
+	for (size_t i = 0; i < s->count; i++) {
+		size_t k = s->count - 1 - i;
+
+		msgs[i + 1].role = s->role[k];
+		msgs[i + 1].content.ptr = s->text.data + s->offset[k];
+		msgs[i + 1].content.len = s->length[k];
+	}
+	*n = s->count + 1;
+	return msgs;
+}
+
+/* The reply object of POST /chat (also the data of the stream's "done" event). */
+static void
+write_reply(struct ac_buf *b, struct ac_str chat_id, struct ac_str reply, int64_t message_id,
+    int64_t user_message_id, struct ac_str model, int64_t prompt_tokens, int64_t completion_tokens)
+{
+	ac_buf_adds(b, "{\"reply\":");
+	ac_json_str(b, reply.ptr, reply.len);
+	ac_buf_adds(b, ",\"chat_id\":");
+	ac_json_str(b, chat_id.ptr, chat_id.len);
+	ac_buf_adds(b, ",\"message_id\":");
+	ac_buf_addi(b, message_id);
+	ac_buf_adds(b, ",\"user_message_id\":");
+	ac_buf_addi(b, user_message_id);
+	ac_buf_adds(b, ",\"model\":");
+	ac_json_str(b, model.ptr != NULL ? model.ptr : "", model.len);
+	ac_buf_printf(b, ",\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,\"total_tokens\":%lld}}",
+	    (long long)prompt_tokens, (long long)completion_tokens,
+	    (long long)(prompt_tokens + completion_tokens));
+}
+
+static enum ac_err
+on_delta(void *arg, const char *text, size_t len)
+{
+	struct send *s = arg;
+
+	s->event.len = 0;
+	ac_buf_adds(&s->event, "{\"content\":");
+	ac_json_str(&s->event, text, len);
+	ac_buf_addc(&s->event, '}');
+	if (ac_buf_err(&s->event) != AC_OK)
+		return ac_buf_err(&s->event);
+	return ac_resp_sse_event(s->c, "delta", s->event.data, s->event.len);
+}
+
+static enum ac_err
+on_idle(void *arg)
+{
+	struct send *s = arg;
+
+	return s->stream ? ac_resp_sse_comment(s->c, "ping") : AC_OK;
+}
+
+/* An error: a JSON answer, or an "error" event once the stream has begun. */
+static void
+send_error(struct send *s, int status, const char *detail)
+{
+	struct ac_ctx *c = s->c;
+
+	if (c->resp.committed) {
+		s->event.len = 0;
+		ac_buf_adds(&s->event, "{\"detail\":");
+		ac_json_cstr(&s->event, detail);
+		ac_buf_addc(&s->event, '}');
+		(void)ac_resp_sse_event(c, "error", s->event.data, s->event.len);
+		return;
+	}
+	ac_resp_error(c, status, detail);
+}
+
+/* Answers with a reply stored earlier (an idempotent repeat). */
+struct replay {
+	struct send *s;
+	bool found;
+};
+
+static enum ac_err
+replay_message(void *arg, const struct ac_message *m)
+{
+	struct replay *rp = arg;
+	struct send *s = rp->s;
+	struct ac_ctx *c = s->c;
+	struct ac_buf *b = s->stream ? &s->event : &c->resp.body;
+
+	rp->found = true;
+	b->len = 0;
+	write_reply(b, s->chat_id, m->content, m->id, s->state.user_message_id, m->model, m->prompt_tokens,
+	    m->completion_tokens);
+	if (ac_buf_err(b) != AC_OK)
+		return ac_buf_err(b);
+	if (s->stream) {
+		ac_resp_sse_begin(c);
+		ac_resp_header(c, "Idempotent-Replayed", "true");
+		(void)on_delta(s, m->content.ptr, m->content.len);
+		b->len = 0;
+		write_reply(b, s->chat_id, m->content, m->id, s->state.user_message_id, m->model,
+		    m->prompt_tokens, m->completion_tokens);
+		(void)ac_resp_sse_event(c, "done", b->data, b->len);
+	}
+	return AC_OK;
+}
+
+static void
+replay(struct send *s)
+{
+	struct ac_ctx *c = s->c;
+	struct replay rp = { s, false };
+	enum ac_err err;
+
+	if (!s->stream) {
+		ac_resp_start(c, 200);
+		ac_resp_header(c, "Idempotent-Replayed", "true");
+	}
+	err = ac_repo_message_get(c->repo, s->chat_id, s->state.reply_message_id, replay_message, &rp);
+	if (err != AC_OK && !c->resp.committed)
+		ac_resp_repo_error(c, err, s->chat_id);
+}
+
+/* Stores what the provider gave and answers; or answers the failure. */
+static void
+finish(struct send *s)
+{
+	struct ac_ctx *c = s->c;
+	struct ac_llm_result *res = &s->res;
+	struct ac_reply reply;
+	struct ac_str model;
+	int64_t id = 0, created = 0;
+	enum ac_err err = AC_OK;
+	char detail[600];
+	struct ac_buf *b;
+
+	model.ptr = res->model[0] != '\0' ? res->model : s->model->id;
+	model.len = strlen(model.ptr);
+	memset(&reply, 0, sizeof(reply));
+	reply.content.ptr = res->text.data != NULL ? res->text.data : "";
+	reply.content.len = res->text.len;
+	reply.model = model;
+	reply.prompt_tokens = res->prompt_tokens;
+	reply.completion_tokens = res->completion_tokens;
+	reply.incomplete = res->fail != AC_LLM_OK;
+	reply.replace_id = s->state.replace_id;
+	reply.idem_key = s->idem_key;
+	reply.user_id = s->user_id;
+
+	/* Keep what was generated, even cut short: nothing the user saw is lost. */
+	if (res->fail == AC_LLM_OK || res->text.len > 0)
+		err = ac_repo_reply_add(c->repo, s->chat_id, &reply, &id, &created);
+	if (res->fail != AC_LLM_OK) {
+		if (s->idem_key.ptr != NULL)
+			(void)ac_repo_send_unlock(c->repo, s->user_id, s->idem_key);
+		if (res->fail == AC_LLM_CANCELLED)
+			return;	/* nobody to tell */
+		if (res->fail == AC_LLM_NO_KEY)
+			snprintf(detail, sizeof(detail), "%s", res->detail);
+		else
+			snprintf(detail, sizeof(detail), "Failed to get AI response: %s", res->detail);
+		if (!c->resp.committed && res->retry_after >= 0) {
+			char ra[16];
+
+			ac_resp_error(c, 503, detail);
+			snprintf(ra, sizeof(ra), "%d", res->retry_after);
+			ac_resp_header(c, "Retry-After", ra);
+			return;
+		}
+		send_error(s, 503, detail);
+		return;
+	}
+	if (err != AC_OK) {
+		if (err == AC_ENOTFOUND || err == AC_EDB)
+			send_error(s, err == AC_ENOTFOUND ? 404 : 503, err == AC_ENOTFOUND ?
+			    "The chat was deleted while the model answered" : "Database unavailable: the reply "
+			    "could not be stored");
+		else
+			send_error(s, 503, "Database unavailable: the reply could not be stored");
+		return;
+	}
+	b = s->stream ? &s->event : &c->resp.body;
+	if (!s->stream)
+		ac_resp_start(c, 200);
+	b->len = 0;
+	write_reply(b, s->chat_id, reply.content, id, s->state.user_message_id, model, res->prompt_tokens,
+	    res->completion_tokens);
+	if (s->stream && ac_buf_err(b) == AC_OK)
+		(void)ac_resp_sse_event(c, "done", b->data, b->len);
+}
+
+/* Builds the context for the user message s->state.user_message_id and asks the provider. */
+static void
+answer(struct send *s)
+{
+	struct ac_ctx *c = s->c;
+	struct ac_llm_hooks hooks = { on_delta, on_idle, s };
+	struct ac_llm_msg *msgs;
+	size_t n = 0;
+	enum ac_err err;
+	char detail[256];
+
+	s->budget = s->model->context_window - s->model->max_completion_tokens -
+	    estimate_tokens(strlen(c->cfg->system_prompt));
+	err = ac_repo_history(c->repo, s->chat_id, s->state.user_message_id, take_message, s);
+	if (s->too_large) {
+		snprintf(detail, sizeof(detail), "Message too long for model '%s': about %lld tokens, and "
+		    "at most %lld fit its context", s->model->alias, (long long)s->too_large_tokens,
+		    (long long)s->budget);
+		ac_resp_error(c, 413, detail);
+		return;
+	}
+	if (err != AC_OK) {
+		ac_resp_repo_error(c, err, s->chat_id);
+		return;
+	}
+	msgs = context(s, &n);
+	if (msgs == NULL) {
+		ac_resp_error(c, 500, "Out of memory");
+		return;
+	}
+	if (s->stream)
+		ac_resp_sse_begin(c);
+	ac_provider_chat(c->provider, s->model, msgs, n, s->stream, s->stream ? &hooks : NULL, &s->res);
+	free(msgs);
+	finish(s);
+}
+
+static bool
+wants_stream(struct ac_ctx *c)
+{
+	return c->req.accept != NULL && strstr(c->req.accept, "text/event-stream") != NULL;
+}
+
+/* The "model" and "stream" members shared by POST /chat and regenerate. */
+static void
+model_and_stream(struct send *s, struct ac_verrs *v, struct json_object *body)
+{
+	const struct ac_models *ms = &s->c->cfg->models;
+	struct json_object *m;
+
+	s->model = &ms->m[0];
+	s->stream = wants_stream(s->c);
+	if (body == NULL)
+		return;
+	if (json_object_object_get_ex(body, "model", &m) && m != NULL) {
+		struct ac_str alias;
+
+		if (!json_object_is_type(m, json_type_string)) {
+			ac_verrs_add(v, "body", "model", "str type expected", "type_error.str", false, 0);
+		} else {
+			alias = ac_json_get_str(m);
+			s->model = ac_models_find(ms, alias.ptr, alias.len);
+			if (s->model == NULL) {
+				char msg[512];
+				size_t k = 0;
+
+				k += (size_t)snprintf(msg, sizeof(msg), "value is not a valid enumeration member; permitted: ");
+				for (int i = 0; i < ms->count && k < sizeof(msg); i++)
+					k += (size_t)snprintf(msg + k, sizeof(msg) - k, "%s'%s'", i > 0 ? ", " : "",
+					    ms->m[i].alias);
+				ac_verrs_add(v, "body", "model", msg, "type_error.enum", false, 0);
+			}
+		}
+	}
+	if (json_object_object_get_ex(body, "stream", &m) && m != NULL) {
+		if (!json_object_is_type(m, json_type_boolean))
+			ac_verrs_add(v, "body", "stream", "value could not be parsed to a boolean", "type_error.bool",
+			    false, 0);
+		else
+			s->stream = s->stream || json_object_get_boolean(m);
+	}
+}
+
+static void
+send_init(struct send *s, struct ac_ctx *c)
+{
+	memset(s, 0, sizeof(*s));
+	s->c = c;
+	ac_buf_init(&s->text, c->cfg->max_body * 2 + 16 * 1048576);
+	ac_buf_init(&s->event, c->cfg->provider_max_response + 4096);
+	ac_llm_result_init(&s->res, c->cfg->provider_max_response);
+}
+
+static int64_t
+lock_until(const struct ac_config *cfg)
+{
+	/* Every try and the waits between them. */
+	return ac_now_us() + ((int64_t)cfg->provider_timeout_s * (cfg->provider_retries + 1) +
+	    (int64_t)AC_RETRY_AFTER_MAX * cfg->provider_retries + 10) * 1000000;
+}
+
+void
+ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
+{
+	struct send s;
+	struct ac_verrs v;
+	struct json_object *body = NULL;
+	struct ac_str message;
+	bool present, answered;
+	enum ac_err err;
+
+	(void)args;
+	send_init(&s, c);
+	ac_verrs_init(&v);
+	answered = !ac_request_json(c, &v, true, &body);
+	if (answered)
+		goto out;
+	if (body != NULL && !json_object_is_type(body, json_type_object)) {
+		ac_verrs_add(&v, "body", NULL, "value is not a valid dict", "type_error.dict", false, 0);
+	} else if (body != NULL) {
+		ac_valid_body_str(&v, body, &chat_id_spec, &s.chat_id, &present);
+		ac_valid_body_str(&v, body, &user_id_spec, &s.user_id, &present);
+		ac_valid_body_str(&v, body, &message_spec, &message, &present);
+		model_and_stream(&s, &v, body);
+	}
+	if (c->req.idempotency_key != NULL) {
+		struct ac_str key = { c->req.idempotency_key, strlen(c->req.idempotency_key) };
+		static const struct ac_strspec key_spec = { "idempotency-key", true, false, 1, IDEMPOTENCY_KEY_MAX };
+
+		if (ac_valid_str(&v, "header", &key_spec, &key, &s.idem_key) == false)
+			s.idem_key.ptr = NULL;
+	}
+	if (v.count > 0) {
+		ac_resp_invalid(c, &v);
+		goto out;
+	}
+	if (c->cfg->api_key[0] == '\0') {
+		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
+		goto out;
+	}
+	/* A message that cannot fit the model's context is refused before it is stored. */
+	if (estimate_tokens(message.len) > s.model->context_window - s.model->max_completion_tokens -
+	    estimate_tokens(strlen(c->cfg->system_prompt))) {
+		char detail[256];
+
+		snprintf(detail, sizeof(detail), "Message too long for model '%s': about %lld tokens, and at "
+		    "most %lld fit its context", s.model->alias, (long long)estimate_tokens(message.len),
+		    (long long)(s.model->context_window - s.model->max_completion_tokens -
+		    estimate_tokens(strlen(c->cfg->system_prompt))));
+		ac_resp_error(c, 413, detail);
+		goto out;
+	}
+	err = ac_repo_send_begin(c->repo, s.chat_id, s.user_id, message, s.idem_key, lock_until(c->cfg),
+	    &s.state);
+	if (err != AC_OK) {
+		ac_resp_repo_error(c, err, s.chat_id);
+		goto out;
+	}
+	switch (s.state.state) {
+	case AC_SEND_DONE:
+		replay(&s);
+		break;
+	case AC_SEND_BUSY:
+		ac_resp_error(c, 409, "A request with this Idempotency-Key is still running");
+		break;
+	case AC_SEND_MISMATCH:
+		ac_resp_error(c, 422, "This Idempotency-Key was used for another request");
+		break;
+	case AC_SEND_NEW:
+	case AC_SEND_RETRY:
+		answer(&s);
+		break;
+	}
+out:
+	json_object_put(body);
+	ac_verrs_free(&v);
+	send_free(&s);
+}
+
+void
+ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
+{
+	struct send s;
+	struct ac_verrs v;
+	struct json_object *body = NULL;
+	enum ac_err err;
+
+	send_init(&s, c);
+	ac_verrs_init(&v);
+	ac_valid_str(&v, "query", &user_id_spec, ac_query_get(&c->req.query, "user_id"), &s.user_id);
+	if (!ac_request_json(c, &v, false, &body))
+		goto out;
+	if (body != NULL && !json_object_is_type(body, json_type_object))
+		ac_verrs_add(&v, "body", NULL, "value is not a valid dict", "type_error.dict", false, 0);
+	else
+		model_and_stream(&s, &v, body);
+	if (v.count > 0) {
+		ac_resp_invalid(c, &v);
+		goto out;
+	}
+	s.chat_id = args[0];
+	if (c->cfg->api_key[0] == '\0') {
+		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
+		goto out;
+	}
+	err = ac_repo_regenerate_begin(c->repo, s.chat_id, s.user_id, &s.state);
+	if (err != AC_OK) {
+		ac_resp_repo_error(c, err, s.chat_id);
+		goto out;
+	}
+	if (s.state.user_message_id == 0) {
+		ac_resp_error(c, 409, "The chat has no user message to answer");
+		goto out;
+	}
+	answer(&s);
+out:
+	json_object_put(body);
+	ac_verrs_free(&v);
+	send_free(&s);
+}
+
+void
+ac_h_models(struct ac_ctx *c, const struct ac_str *args)
+{
+	const struct ac_models *ms = &c->cfg->models;
+	struct ac_buf *b = &c->resp.body;
+
+	(void)args;
+	ac_resp_start(c, 200);
+	ac_buf_adds(b, "{\"default\":");
+	ac_json_cstr(b, ms->m[0].alias);
+	ac_buf_adds(b, ",\"models\":[");
+	for (int i = 0; i < ms->count; i++) {
+		const struct ac_model *m = &ms->m[i];
+
+		if (i > 0)
+			ac_buf_addc(b, ',');
+		ac_buf_adds(b, "{\"alias\":");
+		ac_json_cstr(b, m->alias);
+		ac_buf_adds(b, ",\"model\":");
+		ac_json_cstr(b, m->id);
+		ac_buf_printf(b, ",\"temperature\":%.3g,\"max_completion_tokens\":%lld,\"context_window\":%lld,"
+		    "\"reasoning_effort\":", m->temperature, (long long)m->max_completion_tokens,
+		    (long long)m->context_window);
+		if (m->reasoning_effort[0] != '\0')
+			ac_json_cstr(b, m->reasoning_effort);
+		else
+			ac_buf_adds(b, "null");
+		ac_buf_addc(b, '}');
+	}
+	ac_buf_adds(b, "]}");
+}
