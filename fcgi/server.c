@@ -16,6 +16,7 @@
 #define WAKE_SIGNAL SIGUSR2
 #define STOP_GRACE_SECONDS 60	/* longest wait for requests in flight at shutdown */
 #define SCRATCH_KEEP (64 * 1024)	/* per-thread buffers shrink back to this after a large request */
+#define THREAD_STACK (512 * 1024)	/* ample for this code, SQLite and libcurl; a thousand threads fit */
 
 struct thread {
 	pthread_t id;
@@ -125,6 +126,7 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 {
 	struct thread *threads = calloc((size_t)cfg->threads, sizeof(*threads));
 	struct sigaction sa;
+	pthread_attr_t attr;
 	sigset_t stop_set;
 	int sig, status = 1, i;
 	enum ac_err err;
@@ -157,13 +159,16 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 			goto out;
 		}
 	}
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, THREAD_STACK);
 	for (i = 0; i < cfg->threads; i++) {
-		if (pthread_create(&threads[i].id, NULL, run, &threads[i]) != 0) {
+		if (pthread_create(&threads[i].id, &attr, run, &threads[i]) != 0) {
 			fprintf(stderr, "ai-chat-fcgi: cannot start thread %d\n", i);
 			break;
 		}
 		threads[i].started = 1;
 	}
+	pthread_attr_destroy(&attr);
 	if (i == cfg->threads) {
 		sigemptyset(&stop_set);
 		sigaddset(&stop_set, SIGTERM);
