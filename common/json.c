@@ -1,12 +1,62 @@
 #include <stdio.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "json.h"
 #include "util.h"
 
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end);
+
+/*
+ * What json-c lets through: UTF-8 that is overlong or encodes a surrogate, control characters inside
+ * strings, a raw NUL.  Returns the offset of the first such byte (with why), or len.
+ */
+static size_t
+prescan(const char *data, size_t len, const char **why)
+{
+	const unsigned char *p = (const unsigned char *)data, *end = p + len;
+	bool in_string = false, escaped = false;
+
+	while (p < end) {
+		unsigned char c = *p;
+
+		if (c >= 0x80) {
+			size_t n = utf8_seq(p, end);
+
+			if (n == 0) {
+				*why = "Invalid UTF-8";
+				return (size_t)(p - (const unsigned char *)data);
+			}
+			p += n;
+			escaped = false;
+			continue;
+		}
+		if (in_string) {
+			if (escaped)
+				escaped = false;
+			else if (c == '\\')
+				escaped = true;
+			else if (c == '"')
+				in_string = false;
+			else if (c < 0x20) {
+				*why = "Invalid control character in a string";
+				return (size_t)(p - (const unsigned char *)data);
+			}
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '\0') {
+			*why = "Unexpected NUL byte";
+			return (size_t)(p - (const unsigned char *)data);
+		}
+		p++;
+	}
+	return len;
+}
+
 enum ac_err
 ac_json_parse(const char *data, size_t len, struct json_object **out, struct ac_json_error *err)
 {
+	const char *why = NULL;
 	struct json_tokener *tok = NULL;
 	struct json_object *obj = NULL;
 	enum json_tokener_error jerr;
@@ -19,12 +69,12 @@ ac_json_parse(const char *data, size_t len, struct json_object **out, struct ac_
 		snprintf(err->msg, sizeof(err->msg), "Document too large");
 		return AC_ETOOBIG;
 	}
-	if (memchr(data, '\0', len) != NULL) {
-		/* json-c stops at a raw NUL; JSON allows none outside strings, where it must be escaped. */
-		err->offset = (size_t)((const char *)memchr(data, '\0', len) - data);
-		snprintf(err->msg, sizeof(err->msg), "Unexpected NUL byte");
+	err->offset = prescan(data, len, &why);
+	if (err->offset < len) {
+		snprintf(err->msg, sizeof(err->msg), "%s", why);
 		return AC_EINVAL;
 	}
+	err->offset = 0;
 	tok = json_tokener_new_ex(AC_JSON_MAX_DEPTH);
 	if (tok == NULL) {
 		rc = AC_ENOMEM;

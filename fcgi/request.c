@@ -101,18 +101,6 @@ ac_request_parse(struct ac_ctx *c)
 	return true;
 }
 
-/* Reads and drops what is left of the body (bounded), so the server sees the answer, not a reset. */
-static void
-drain(struct ac_ctx *c)
-{
-	char tmp[16384];
-	size_t total = 0;
-	int n;
-
-	while (total < AC_DRAIN_MAX && (n = FCGX_GetStr(tmp, sizeof(tmp), c->fcgi.in)) > 0)
-		total += (size_t)n;
-}
-
 /* Reads the body into c->in: 0, or the status to answer (413 too large, 400 short). */
 static int
 read_body(struct ac_ctx *c)
@@ -121,10 +109,8 @@ read_body(struct ac_ctx *c)
 	size_t max = c->cfg->max_body;
 	int n;
 
-	if (r->content_length > (long long)max) {
-		drain(c);
-		return 413;
-	}
+	if (r->content_length > (long long)max)
+		return 413;	/* refused from its length: none of it is read */
 	for (;;) {
 		/* One byte past the limit tells a body that is too large. */
 		size_t want = max + 1 - c->in.len;
@@ -140,10 +126,8 @@ read_body(struct ac_ctx *c)
 			break;
 		c->in.len += (size_t)n;
 		c->in.data[c->in.len] = '\0';
-		if (c->in.len > max) {
-			drain(c);
-			return 413;
-		}
+		if (c->in.len > max)
+			return 413;	/* the rest stays unread: the front end discards it */
 	}
 	if (r->content_length >= 0 && c->in.len < (size_t)r->content_length)
 		return 400;
@@ -161,7 +145,6 @@ ac_request_json(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json
 
 	*obj = NULL;
 	if (c->req.content_type != NULL && !ac_http_is_json(c->req.content_type)) {
-		drain(c);
 		ac_resp_error(c, 415, "Unsupported Media Type: send application/json");
 		return false;
 	}

@@ -20,7 +20,6 @@
 #include "http.h"
 
 #define AC_RESP_WINDOW (256 * 1024)	/* a body larger than this is streamed out in pieces */
-#define AC_DRAIN_MAX (16 * 1024 * 1024)	/* most bytes of a refused body read and dropped */
 
 enum ac_method {
 	AC_GET,

@@ -17,7 +17,7 @@ MESSAGE_KEYS = {"id", "chat_id", "role", "content", "created_at"}
 NOT_FOUND = {"detail": "Not Found"}
 METHOD_NOT_ALLOWED = {"detail": "Method Not Allowed"}
 UNSUPPORTED_MEDIA_TYPE = {"detail": "Unsupported Media Type: send application/json"}
-MALFORMED_PATH = {"detail": "Malformed request path"}
+MALFORMED_PATH = {"detail": "Bad request"}  # nginx refuses it before the worker sees it
 DEFAULT_MAX_BODY = 1048576
 
 
@@ -76,11 +76,6 @@ def not_bool(*loc):
 
 
 # -- assertions
-
-def check(condition, message, resp=None):
-    if not condition:
-        raise AssertionError(f"{message}; response: {resp.describe()}" if resp is not None else message)
-
 
 def expect(stack, method, path, status, want=None, **kwargs):
     """Sends a request, asserts the status, JSON Content-Type and (when given) the exact decoded body want.

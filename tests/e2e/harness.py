@@ -13,6 +13,7 @@ Only Python's standard library: Debian's /usr/bin/python3 runs it.
 
 import contextlib
 import http.client
+import io
 import json as jsonlib
 import os
 import shutil
@@ -74,13 +75,19 @@ def add_test(name, fn):
 
 
 _default_stack = None
+_default_stack_failed = False
 
 
 def default_stack():
-    """The stack most tests share: started on first use, stopped by the runner at the end."""
-    global _default_stack
+    """The stack most tests share: started on first use, stopped by the runner at the end.
+    If it cannot start, the later tests that need it fail at once instead of each waiting."""
+    global _default_stack, _default_stack_failed
     if _default_stack is None:
+        if _default_stack_failed:
+            raise StackError("the shared stack could not start (see the first test that needed it)")
+        _default_stack_failed = True
         _default_stack = Stack(env={"WORKER_PROCESSES": "2", "WORKER_THREADS": "8"}).start()
+        _default_stack_failed = False
     return _default_stack
 
 
@@ -94,15 +101,27 @@ def stop_default_stack():
     return stack.stop_problem
 
 
+def _default_stack_death():
+    """If the shared stack has exited, cleans it up and describes it (with its log); else None."""
+    global _default_stack
+    if _default_stack is None or _default_stack.proc.poll() is None:
+        return None
+    stack, _default_stack = _default_stack, None
+    description = f"conf/stack.sh exited with status {stack.proc.returncode}\n{stack.log_tail()}"
+    stack.stop()
+    return description
+
+
 def run_tests(pattern=""):
     """Runs the registered tests whose name contains pattern; returns the process exit status."""
     selected = [t for t in TESTS if pattern in t.name]
     passed = failed = 0
     try:
         for case in selected:
-            ok = _run_one(case.name, case.fn)
-            passed += ok
-            failed += not ok
+            if _run_one(case.name, case.fn):
+                passed += 1
+            else:
+                failed += 1
     finally:
         problem = stop_default_stack()
         if problem:
@@ -113,17 +132,24 @@ def run_tests(pattern=""):
 
 
 def _run_one(name, fn):
-    started = time.monotonic()
+    """Runs one test, prints PASS or FAIL (with the traceback); returns whether it passed."""
+    reason = details = None
     try:
         fn()
     except Exception as e:  # noqa: BLE001 - a test fails on any exception
         first = str(e).splitlines()[0] if str(e) else ""
-        print(f"FAIL {name}: {type(e).__name__}: {first}", flush=True)
-        text = "".join(traceback.format_exception(e))
-        print("    " + text.rstrip().replace("\n", "\n    "), flush=True)
-        return False
-    print(f"PASS {name} ({time.monotonic() - started:.2f}s)", flush=True)
-    return True
+        reason = f"{type(e).__name__}: {first}"
+        details = "".join(traceback.format_exception(e))
+    died = _default_stack_death()
+    if died:
+        reason = reason or "the shared stack died during this test (the next test starts another)"
+        details = (details or "") + died
+    if reason is None:
+        print(f"PASS {name}", flush=True)
+        return True
+    print(f"FAIL {name}: {reason}", flush=True)
+    print("    " + details.rstrip().replace("\n", "\n    "), flush=True)
+    return False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,11 +175,41 @@ def _collect_headers(pairs):
     return headers
 
 
+class _Recorder(io.RawIOBase):
+    """A socket's input that keeps a copy of every byte read."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.data = bytearray()
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = self.sock.recv_into(buffer)
+        self.data += memoryview(buffer)[:n]
+        return n
+
+
+class _RecordingSocket:
+    """Enough of a socket for http.client.HTTPResponse, recording what it reads."""
+
+    def __init__(self, sock):
+        self.recorder = _Recorder(sock)
+
+    def makefile(self, *args, **kwargs):
+        return io.BufferedReader(self.recorder)
+
+
 def read_response(sock, method):
-    resp = http.client.HTTPResponse(sock, method=method)
+    """Reads one response from a socket (by its Content-Length or chunks, not waiting for the close);
+    the Response keeps the raw bytes received in .raw."""
+    recording = _RecordingSocket(sock)
+    resp = http.client.HTTPResponse(recording, method=method)
     resp.begin()
-    body = resp.read()
-    return Response(resp.status, _collect_headers(resp.getheaders()), body)
+    parsed = Response(resp.status, _collect_headers(resp.getheaders()), resp.read())
+    parsed.raw = bytes(recording.recorder.data)
+    return parsed
 
 
 _UNSET = object()
@@ -397,9 +453,10 @@ class Stack:
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
     def raw(self, data, method=None, body_chunks=(), timeout=REQUEST_TIMEOUT):
-        """Sends raw bytes (a request head, maybe a body) and parses the response into a Response.
-        body_chunks are sent afterwards from a thread, ignoring errors (the server may answer and
-        close before reading them). method defaults to the request line's."""
+        """Sends raw bytes (a request head, maybe a body; end the head with Connection: close) and
+        returns the Response, its raw bytes in .raw. body_chunks are sent afterwards from a thread,
+        ignoring errors (the server may answer and close before reading them). method defaults to
+        the request line's (a HEAD response has no body)."""
         if method is None:
             method = data.split(b" ", 1)[0].decode("ascii")
         with self.connect(timeout) as sock:

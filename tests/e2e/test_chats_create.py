@@ -1,7 +1,7 @@
 """POST /chats: 201 and the stored row; content types; lengths; extra and duplicate fields."""
 
-from api import (UNSUPPORTED_MEDIA_TYPE, check_chat, check_chat_stored, count_chats, create_chat, expect,
-                 expect_422, new_user, now_micros, timestamp_to_micros, too_long, too_short)
+from api import (UNSUPPORTED_MEDIA_TYPE, chat_path, check_chat, check_chat_stored, count_chats, create_chat,
+                 expect, expect_422, new_user, now_micros, timestamp_to_micros, too_long, too_short)
 from harness import default_stack, encode_json, test
 
 
@@ -103,6 +103,6 @@ def patch_with_other_content_type_is_415():
     s = default_stack()
     user = new_user()
     chat = create_chat(s, user, "before")
-    expect(s, "PATCH", f"/chats/{chat['id']}?user_id={user}", 415, UNSUPPORTED_MEDIA_TYPE,
+    expect(s, "PATCH", chat_path(chat["id"], user_id=user), 415, UNSUPPORTED_MEDIA_TYPE,
            body=encode_json({"title": "after"}), headers={"Content-Type": "text/plain"})
     check_chat_stored(s, chat)

@@ -36,6 +36,8 @@ POST_CASES = [
     ("trailing_garbage", b'{"user_id": "u"} x', None),
     ("single_quotes", b"{'user_id': 'u'}", None),
     ("trailing_comma", b'{"user_id": "u",}', None),
+    ("raw_control_character", b'{"user_id": "u\x01v"}', None),
+    ("raw_newline_in_string", b'{"user_id": "u\nv"}', None),
     ("invalid_utf8", b'{"user_id": "\xff\xfe"}', None),
     ("overlong_utf8", b'{"user_id": "\xc0\xaf"}', None),
     ("utf16_surrogate_in_utf8", b'{"user_id": "\xed\xa0\x80"}', None),

@@ -152,6 +152,9 @@ json_parse_refuses_bad_input(void **state)
 	parse_fails_at("{\"a\": 1,}", 9, 8);		/* strict: no trailing comma */
 	parse_fails_at("{\"a\": \"\xff\"}", 10, 7);	/* invalid UTF-8 */
 	parse_fails_at("{\"a\"\0: 1}", 9, 4);		/* a raw NUL */
+	parse_fails_at("{\"a\": \"x\ny\"}", 12, 8);	/* a raw newline inside a string */
+	parse_fails_at("{\"a\": \"\xc0\xaf\"}", 11, 7);	/* overlong */
+	parse_fails_at("{\"a\": \"\xed\xa0\x80\"}", 12, 7);	/* a surrogate */
 	parse_fails_at("", 0, 0);
 	/* deeper than AC_JSON_MAX_DEPTH */
 	memset(deep, '[', AC_JSON_MAX_DEPTH + 1);
