@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -184,6 +185,19 @@ supervise(const struct ac_config *cfg, int listen_fd)
 	return status;
 }
 
+/* Each thread holds a FastCGI connection, a provider connection and SQLite's files: lift the soft
+ * limit on open files to the hard one. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
 static int
 print_value(const struct ac_config *cfg, const char *name)
 {
@@ -263,6 +277,7 @@ main(int argc, char **argv)
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	raise_fd_limit();
 	if (ac_provider_global_init() != AC_OK) {
 		fprintf(stderr, "%s: libcurl failed to initialise\n", PROGRAM);
 		return 1;
