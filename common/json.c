@@ -1,5 +1,6 @@
 #include <stdio.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "json.h"
@@ -147,6 +148,20 @@ utf8_seq(const unsigned char *p, const unsigned char *end)
 	return ac_utf8_count((const char *)p, n, NULL) ? n : 0;
 }
 
+/* Whether any of the 8 bytes at p needs a look: a control, '"', '\\', DEL or a non-ASCII byte. */
+static bool
+word_is_plain(const unsigned char *p)
+{
+	uint64_t w, ctl, quote, bslash;
+	const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+
+	memcpy(&w, p, 8);
+	ctl = (w - ones * 0x20) & ~w;			/* bytes < 0x20 (and >= 0x80) */
+	quote = ((w ^ (ones * '"')) - ones) & ~(w ^ (ones * '"'));
+	bslash = ((w ^ (ones * '\\')) - ones) & ~(w ^ (ones * '\\'));
+	return ((ctl | quote | bslash | w | (w + ones)) & highs) == 0;	/* w + 1: catches 0x7f */
+}
+
 void
 ac_json_escape(struct ac_buf *b, const char *s, size_t len)
 {
@@ -156,7 +171,14 @@ ac_json_escape(struct ac_buf *b, const char *s, size_t len)
 	const unsigned char *run = p;
 
 	while (p < end) {
-		unsigned char c = *p;
+		unsigned char c;
+
+		/* Plain text goes eight bytes at a time. */
+		while (end - p >= 8 && word_is_plain(p))
+			p += 8;
+		if (p == end)
+			break;
+		c = *p;
 
 		if (c < 0x80 && esc[c] == 0) {
 			p++;

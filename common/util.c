@@ -23,25 +23,50 @@ put_digits(char *p, unsigned v, int n)
 	}
 }
 
+/*
+ * Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).  Pure arithmetic: glibc's
+ * gmtime_r takes a process-wide lock, which threads formatting many timestamps contend on.
+ */
+static void
+civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+	int64_t era, yoe, doy, mp;
+
+	z += 719468;
+	era = (z >= 0 ? z : z - 146096) / 146097;
+	yoe = z - era * 146097;
+	yoe = (yoe - yoe / 1460 + yoe / 36524 - yoe / 146096) / 365;
+	doy = z - era * 146097 - (365 * yoe + yoe / 4 - yoe / 100);
+	mp = (5 * doy + 2) / 153;
+	*d = (unsigned)(doy - (153 * mp + 2) / 5 + 1);
+	*m = (unsigned)(mp < 10 ? mp + 3 : mp - 9);
+	*y = yoe + era * 400 + (*m <= 2);
+}
+
 void
 ac_time_format(int64_t t, char out[AC_TIME_LEN + 1])
 {
-	time_t secs = (time_t)(t / 1000000);
-	int64_t us = t % 1000000;
-	struct tm tm;
+	int64_t secs = t / 1000000, us = t % 1000000, days, rem, year;
+	unsigned month, day;
 
 	if (us < 0) {
 		us += 1000000;
 		secs -= 1;
 	}
-	gmtime_r(&secs, &tm);
+	days = secs / 86400;
+	rem = secs % 86400;
+	if (rem < 0) {
+		rem += 86400;
+		days -= 1;
+	}
+	civil_from_days(days, &year, &month, &day);
 	memcpy(out, "0000-00-00T00:00:00.000000Z", AC_TIME_LEN + 1);
-	put_digits(out, (unsigned)(tm.tm_year + 1900) % 10000, 4);
-	put_digits(out + 5, (unsigned)tm.tm_mon + 1, 2);
-	put_digits(out + 8, (unsigned)tm.tm_mday, 2);
-	put_digits(out + 11, (unsigned)tm.tm_hour, 2);
-	put_digits(out + 14, (unsigned)tm.tm_min, 2);
-	put_digits(out + 17, (unsigned)tm.tm_sec, 2);
+	put_digits(out, (unsigned)(year % 10000), 4);
+	put_digits(out + 5, month, 2);
+	put_digits(out + 8, day, 2);
+	put_digits(out + 11, (unsigned)(rem / 3600), 2);
+	put_digits(out + 14, (unsigned)(rem / 60 % 60), 2);
+	put_digits(out + 17, (unsigned)(rem % 60), 2);
 	put_digits(out + 20, (unsigned)us, 6);
 }
 

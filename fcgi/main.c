@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <fcgiapp.h>
+#include <sqlite3.h>
 
 #include "../common/config.h"
 #include "../common/provider.h"
@@ -278,6 +279,9 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	raise_fd_limit();
+	/* Connections are per thread: SQLite's global memory statistics would only add a lock to
+	 * every allocation. */
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	if (ac_provider_global_init() != AC_OK) {
 		fprintf(stderr, "%s: libcurl failed to initialise\n", PROGRAM);
 		return 1;

@@ -18,15 +18,85 @@
 #define SCRATCH_KEEP (64 * 1024)	/* per-thread buffers shrink back to this after a large request */
 #define THREAD_STACK (512 * 1024)	/* ample for this code, SQLite and libcurl; a thousand threads fit */
 
+#define ACCEPTORS 2	/* threads waiting in accept at once; the others wait their turn, newest first */
+
 struct thread {
 	pthread_t id;
 	struct ac_ctx ctx;
 	atomic_int accepting;	/* in or about to enter FCGX_Accept_r: safe to interrupt */
 	atomic_int done;
 	int started;
+	pthread_cond_t turn;	/* signalled when this idle thread may accept */
+	bool woken;
+	struct thread *next;	/* in the idle stack */
 };
 
+/*
+ * Few threads accept at a time, and an idle thread that is needed is the one idle the shortest
+ * time.  The kernel hands connections to the threads blocked in accept in turn, so with all of a
+ * large pool in accept every request would land on the thread with the coldest caches; this keeps
+ * a small hot set busy under load while the rest of the pool is there for requests that wait on
+ * the provider.
+ */
+static struct {
+	pthread_mutex_t mu;
+	int acceptors;
+	struct thread *idle;	/* a stack: the most recently idle on top */
+} gate = { PTHREAD_MUTEX_INITIALIZER, 0, NULL };
+
 static atomic_int stopping;
+
+/* Waits for a turn to accept; false when the process is stopping. */
+static bool
+gate_enter(struct thread *t)
+{
+	bool ok;
+
+	pthread_mutex_lock(&gate.mu);
+	while (!atomic_load(&stopping) && gate.acceptors >= ACCEPTORS) {
+		t->woken = false;
+		t->next = gate.idle;
+		gate.idle = t;
+		while (!t->woken && !atomic_load(&stopping))
+			pthread_cond_wait(&t->turn, &gate.mu);
+	}
+	ok = !atomic_load(&stopping);
+	if (ok)
+		gate.acceptors++;
+	pthread_mutex_unlock(&gate.mu);
+	return ok;
+}
+
+/* Leaves accept; when nobody is left accepting, the most recently idle thread takes over. */
+static void
+gate_leave(void)
+{
+	pthread_mutex_lock(&gate.mu);
+	gate.acceptors--;
+	if (gate.acceptors == 0 && gate.idle != NULL) {
+		struct thread *t = gate.idle;
+
+		gate.idle = t->next;
+		t->woken = true;
+		pthread_cond_signal(&t->turn);
+	}
+	pthread_mutex_unlock(&gate.mu);
+}
+
+/* Wakes every idle thread (stopping). */
+static void
+gate_release_all(void)
+{
+	pthread_mutex_lock(&gate.mu);
+	while (gate.idle != NULL) {
+		struct thread *t = gate.idle;
+
+		gate.idle = t->next;
+		t->woken = true;
+		pthread_cond_signal(&t->turn);
+	}
+	pthread_mutex_unlock(&gate.mu);
+}
 
 static void
 on_wake(int sig)
@@ -56,11 +126,16 @@ run(void *arg)
 	for (;;) {
 		int rc;
 
-		atomic_store(&t->accepting, 1);
-		if (atomic_load(&stopping))
+		if (!gate_enter(t))
 			break;
+		atomic_store(&t->accepting, 1);
+		if (atomic_load(&stopping)) {
+			gate_leave();
+			break;
+		}
 		rc = FCGX_Accept_r(&c->fcgi);
 		atomic_store(&t->accepting, 0);
+		gate_leave();
 		if (rc < 0) {
 			if (atomic_load(&stopping))
 				break;
@@ -98,6 +173,7 @@ stop_threads(struct thread *threads, int n)
 
 	atomic_store(&stopping, 1);
 	do {
+		gate_release_all();
 		left = 0;
 		for (int i = 0; i < n; i++) {
 			if (!threads[i].started || atomic_load(&threads[i].done))
@@ -144,6 +220,7 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 		struct ac_ctx *c = &threads[i].ctx;
 
 		c->cfg = cfg;
+		pthread_cond_init(&threads[i].turn, NULL);
 		ac_resp_init(&c->resp);
 		ac_buf_init(&c->scratch, AC_TARGET_MAX + 64);
 		ac_buf_init(&c->in, cfg->max_body + 2);

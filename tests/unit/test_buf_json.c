@@ -98,6 +98,48 @@ json_keeps_utf8_and_replaces_invalid_bytes(void **state)
 	ac_buf_free(&b);
 }
 
+/* The escaping of one ASCII character, written out the long way. */
+static void
+reference_escape(char c, char *out)
+{
+	switch (c) {
+	case '"': strcpy(out, "\\\""); return;
+	case '\\': strcpy(out, "\\\\"); return;
+	case '\b': strcpy(out, "\\b"); return;
+	case '\f': strcpy(out, "\\f"); return;
+	case '\n': strcpy(out, "\\n"); return;
+	case '\r': strcpy(out, "\\r"); return;
+	case '\t': strcpy(out, "\\t"); return;
+	}
+	if ((unsigned char)c < 0x20 || c == 0x7f)
+		sprintf(out, "\\u%04x", (unsigned char)c);
+	else
+		sprintf(out, "%c", c);
+}
+
+static void
+json_escape_finds_specials_at_every_position(void **state)
+{
+	struct ac_buf b;
+	char in[24], want[64], esc[8];
+
+	(void)state;
+	ac_buf_init(&b, 1024);
+	for (int c = 0; c < 0x80; c++) {
+		for (int pos = 0; pos < 24; pos++) {
+			memset(in, 'a', sizeof(in));
+			in[pos] = (char)c;
+			reference_escape((char)c, esc);
+			snprintf(want, sizeof(want), "%.*s%s%.*s", pos, in, esc, 23 - pos, in + pos + 1);
+			b.len = 0;
+			ac_json_escape(&b, in, sizeof(in));
+			assert_int_equal(b.len, strlen(want));
+			assert_memory_equal(b.data, want, b.len);
+		}
+	}
+	ac_buf_free(&b);
+}
+
 static struct json_object *
 parse_ok(const char *text)
 {
@@ -180,6 +222,7 @@ main(void)
 		cmocka_unit_test(buf_sink_streams_past_max),
 		cmocka_unit_test(json_escapes_controls_quotes_and_nul),
 		cmocka_unit_test(json_keeps_utf8_and_replaces_invalid_bytes),
+		cmocka_unit_test(json_escape_finds_specials_at_every_position),
 		cmocka_unit_test(json_parse_accepts_documents),
 		cmocka_unit_test(json_parse_refuses_bad_input),
 	};

@@ -1,4 +1,6 @@
 /* common/util.c and fcgi/http.c: identifiers, time, UTF-8, numbers, paths and query strings. */
+#include <time.h>
+
 #include "test.h"
 
 #include "../../common/util.h"
@@ -31,6 +33,21 @@ time_format_is_iso8601_with_microseconds(void **state)
 	assert_string_equal(out, "2026-11-25T00:20:14.718833Z");
 	ac_time_format(0, out);
 	assert_string_equal(out, "1970-01-01T00:00:00.000000Z");
+	ac_time_format(951782400000001LL, out);		/* a leap day */
+	assert_string_equal(out, "2000-02-29T00:00:00.000001Z");
+	ac_time_format(-1, out);
+	assert_string_equal(out, "1969-12-31T23:59:59.999999Z");
+	/* every day of four centuries agrees with gmtime_r */
+	for (int64_t d = -200000; d < 200000; d += 7) {
+		time_t secs = (time_t)(d * 86400 + 45296);
+		struct tm tm;
+		char want[AC_TIME_LEN + 1];
+
+		gmtime_r(&secs, &tm);
+		strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%S.000000Z", &tm);
+		ac_time_format((int64_t)secs * 1000000, out);
+		assert_string_equal(out, want);
+	}
 }
 
 static void
