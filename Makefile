@@ -97,6 +97,7 @@ bench:
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"
 	@$(MAKE) --no-print-directory all build/bench-trivial
 	tests/bench/bench.sh
+	$(PYTHON) tests/bench/chat_bench.py
 
 clean:
 	rm -rf build run

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -93,7 +94,28 @@ struct ac_repo {
 	sqlite3 *db;
 	sqlite3_stmt *stmt[S_COUNT];
 	char errmsg[256];
+	int64_t busy_timeout_us;
+	int64_t busy_since;
 };
+
+/*
+ * Waiting for another writer: short sleeps growing from 50 us to 2 ms.  SQLite's own handler sleeps
+ * up to 100 ms a time, which with many concurrent writers turns millisecond transactions into waits
+ * of tenths of a second.
+ */
+static int
+on_busy(void *arg, int count)
+{
+	struct ac_repo *r = arg;
+	int64_t now = ac_now_us();
+
+	if (count == 0)
+		r->busy_since = now;
+	if (now - r->busy_since >= r->busy_timeout_us)
+		return 0;
+	usleep(count < 6 ? 50u << count : 2000u);
+	return 1;
+}
 
 static enum ac_err
 fail(struct ac_repo *r, int rc)
@@ -347,6 +369,8 @@ ac_repo_open(const char *path, int busy_timeout_ms, struct ac_repo **out)
 	err = configure(r->db, busy_timeout_ms);
 	if (err != AC_OK)
 		goto fail;
+	r->busy_timeout_us = (int64_t)busy_timeout_ms * 1000;
+	sqlite3_busy_handler(r->db, on_busy, r);
 	*out = r;
 	return AC_OK;
 fail:

@@ -473,7 +473,9 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_error(c, 409, "A request with this Idempotency-Key is still running");
 		break;
 	case AC_SEND_MISMATCH:
-		ac_resp_error(c, 422, "This Idempotency-Key was used for another request");
+		ac_verrs_add(&v, "header", "idempotency-key", "this key was used for another request",
+		    "value_error", false, 0);
+		ac_resp_invalid(c, &v);
 		break;
 	case AC_SEND_NEW:
 	case AC_SEND_RETRY:

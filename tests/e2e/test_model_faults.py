@@ -56,7 +56,10 @@ def provider_error_is_503():
 def dropped_connection_is_503():
     _, s = shared()
     _, sent = failed_send(s, "#fault=drop", "the connection to the provider dropped")
-    assert len(sent) == 1 + RETRIES, f"the provider got {len(sent)} attempts, wanted {1 + RETRIES}"
+    # libcurl itself resends once when a kept-alive connection turns out to be closed, so the first
+    # attempt may reach the provider twice.
+    assert 1 + RETRIES <= len(sent) <= 2 + RETRIES, \
+        f"the provider got {len(sent)} attempts, wanted {1 + RETRIES} (or one more)"
 
 
 @test
