@@ -115,3 +115,32 @@ def relative_database_url():
         chat = create_chat(s, user, "relative")
         assert s.db_path.exists()
         check_chat_stored(s, chat)
+
+
+@test
+def bad_model_registry_stops_the_start_naming_the_line():
+    tmp = tempfile.mkdtemp(prefix="ai-chat-e2e-models-")
+    try:
+        path = os.path.join(tmp, "models.conf")
+        with open(path, "w") as f:
+            f.write("# registry\nfast openai/gpt-oss-20b\nsmart openai/gpt-oss-120b temperature=hot\n")
+        status, output = check_config({"MODELS_FILE": path})
+        assert status != 0, output
+        assert path in output and "line 3" in output and "temperature" in output, output
+        status, output = check_config({"MODELS_FILE": os.path.join(tmp, "missing.conf")})
+        assert status != 0 and "MODELS_FILE" in output, output
+        with open(path, "w") as f:
+            f.write("fast openai/gpt-oss-20b\n")
+        assert check_config({"MODELS_FILE": path})[0] == 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
+def provider_settings_are_checked():
+    for name, value in [("GROQ_BASE_URL", "ftp://x"), ("PROVIDER_RETRIES", "11"), ("PROVIDER_TIMEOUT_S", "0"),
+                        ("SSE_HEARTBEAT_S", "0"), ("PROVIDER_CONNECT_TIMEOUT_MS", "50"),
+                        ("GROQ_API_KEY", "has space")]:
+        status, output = check_config({name: value})
+        assert status != 0 and name in output, f"{name}={value!r}: {status} {output!r}"
+        assert value not in output or name != "GROQ_API_KEY", f"the key is echoed: {output!r}"
