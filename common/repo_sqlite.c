@@ -66,10 +66,11 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "ORDER BY id LIMIT ?3",
 	[S_MSG_BEFORE] = "SELECT * FROM (SELECT " MSG_COLUMNS " FROM messages "
 	    "WHERE chat_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3) ORDER BY id",
-	[S_MSG_MORE_AFTER] = "SELECT 1 FROM messages WHERE chat_id = ?1 AND id > ?2 "
-	    "ORDER BY id LIMIT 1 OFFSET ?3",
-	[S_MSG_MORE_BEFORE] = "SELECT 1 FROM messages WHERE chat_id = ?1 AND id < ?2 "
-	    "ORDER BY id DESC LIMIT 1 OFFSET ?3",
+	/* Whether the chat is the user's, and whether a message lies past the page, in one step. */
+	[S_MSG_MORE_AFTER] = "SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = ?1 AND id > ?3 "
+	    "ORDER BY id LIMIT 1 OFFSET ?4) FROM chats WHERE id = ?1 AND user_id = ?2",
+	[S_MSG_MORE_BEFORE] = "SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = ?1 AND id < ?3 "
+	    "ORDER BY id DESC LIMIT 1 OFFSET ?4) FROM chats WHERE id = ?1 AND user_id = ?2",
 	[S_CHAT_TOUCH] = "UPDATE chats SET updated_at = max(?2, updated_at + 1) WHERE id = ?1",
 	[S_MSG_INSERT] = "INSERT INTO messages (chat_id, role, content, created_at, model, prompt_tokens, "
 	    "completion_tokens, incomplete) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -188,6 +189,34 @@ exec(struct ac_repo *r, enum stmt_id id)
 	rc = sqlite3_step(s);
 	done(s);
 	return rc == SQLITE_DONE || rc == SQLITE_ROW ? AC_OK : fail(r, rc);
+}
+
+/* Runs a prepared, bound statement without rows; *changes is what it changed (may be NULL). */
+static enum ac_err
+run(struct ac_repo *r, sqlite3_stmt *s, int *changes)
+{
+	int rc = sqlite3_step(s);
+
+	done(s);
+	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+		return fail(r, rc);
+	if (changes != NULL)
+		*changes = sqlite3_changes(r->db);
+	return AC_OK;
+}
+
+/* A single integer from a bound statement: AC_ENOTFOUND when it yields no row. */
+static enum ac_err
+one_int(struct ac_repo *r, sqlite3_stmt *s, int64_t *out)
+{
+	int rc = sqlite3_step(s);
+
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(s, 0);
+	done(s);
+	if (rc == SQLITE_ROW)
+		return AC_OK;
+	return rc == SQLITE_DONE ? AC_ENOTFOUND : fail(r, rc);
 }
 
 static void
@@ -526,26 +555,21 @@ ac_repo_message_list(struct ac_repo *r, struct ac_str chat_id, struct ac_str use
 {
 	sqlite3_stmt *s;
 	enum ac_err err;
-	int rc;
+	int64_t beyond = 0;
 
 	*more = false;
 	if ((err = exec(r, S_BEGIN)) != AC_OK)
 		return err;
-	if ((err = owned(r, chat_id, user_id)) != AC_OK)
-		goto out;
-	/* Whether a message lies past the page: known before the first row is handed out. */
+	/* Known before the first row is handed out, so it can go in a header. */
 	if ((err = stmt(r, page->backward ? S_MSG_MORE_BEFORE : S_MSG_MORE_AFTER, &s)) != AC_OK)
 		goto out;
 	bind_str(s, 1, chat_id);
-	sqlite3_bind_int64(s, 2, page->cursor);
-	sqlite3_bind_int64(s, 3, page->limit);
-	rc = sqlite3_step(s);
-	done(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		err = fail(r, rc);
-		goto out;
-	}
-	*more = rc == SQLITE_ROW;
+	bind_str(s, 2, user_id);
+	sqlite3_bind_int64(s, 3, page->cursor);
+	sqlite3_bind_int64(s, 4, page->limit);
+	if ((err = one_int(r, s, &beyond)) != AC_OK)
+		goto out;	/* no row: not the user's chat */
+	*more = beyond != 0;
 	if ((err = stmt(r, page->backward ? S_MSG_BEFORE : S_MSG_AFTER, &s)) != AC_OK)
 		goto out;
 	bind_str(s, 1, chat_id);
@@ -554,34 +578,6 @@ ac_repo_message_list(struct ac_repo *r, struct ac_str chat_id, struct ac_str use
 	err = each_message(r, s, fn, arg);
 out:
 	return commit(r, err);
-}
-
-/* Runs a prepared, bound statement without rows; *changes is what it changed (may be NULL). */
-static enum ac_err
-run(struct ac_repo *r, sqlite3_stmt *s, int *changes)
-{
-	int rc = sqlite3_step(s);
-
-	done(s);
-	if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-		return fail(r, rc);
-	if (changes != NULL)
-		*changes = sqlite3_changes(r->db);
-	return AC_OK;
-}
-
-/* A single integer from a bound statement: AC_ENOTFOUND when it yields no row. */
-static enum ac_err
-one_int(struct ac_repo *r, sqlite3_stmt *s, int64_t *out)
-{
-	int rc = sqlite3_step(s);
-
-	if (rc == SQLITE_ROW)
-		*out = sqlite3_column_int64(s, 0);
-	done(s);
-	if (rc == SQLITE_ROW)
-		return AC_OK;
-	return rc == SQLITE_DONE ? AC_ENOTFOUND : fail(r, rc);
 }
 
 static enum ac_err
