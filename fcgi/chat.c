@@ -33,6 +33,24 @@ estimate_tokens(size_t bytes)
 	return (int64_t)(bytes / 2) + TOKENS_PER_MESSAGE;
 }
 
+/* The tokens of history a model's context holds: its window less the reply's share and the prompt. */
+static int64_t
+history_budget(const struct ac_ctx *c, const struct ac_model *m)
+{
+	return m->context_window - m->max_completion_tokens - estimate_tokens(strlen(c->cfg->system_prompt));
+}
+
+/* 413 for a message that alone does not fit. */
+static void
+too_long(struct ac_ctx *c, const struct ac_model *m, int64_t tokens)
+{
+	char detail[256];
+
+	snprintf(detail, sizeof(detail), "Message too long for model '%s': about %lld tokens, and at most "
+	    "%lld fit its context", m->alias, (long long)tokens, (long long)history_budget(c, m));
+	ac_resp_error(c, 413, detail);
+}
+
 /* One send in progress. */
 struct send {
 	struct ac_ctx *c;
@@ -316,16 +334,11 @@ answer(struct send *s)
 	struct ac_llm_msg *msgs;
 	size_t n = 0;
 	enum ac_err err;
-	char detail[256];
 
-	s->budget = s->model->context_window - s->model->max_completion_tokens -
-	    estimate_tokens(strlen(c->cfg->system_prompt));
+	s->budget = history_budget(c, s->model);
 	err = ac_repo_history(c->repo, s->chat_id, s->state.user_message_id, take_message, s);
 	if (s->too_large) {
-		snprintf(detail, sizeof(detail), "Message too long for model '%s': about %lld tokens, and "
-		    "at most %lld fit its context", s->model->alias, (long long)s->too_large_tokens,
-		    (long long)s->budget);
-		ac_resp_error(c, 413, detail);
+		too_long(c, s->model, s->too_large_tokens);
 		return;
 	}
 	if (err != AC_OK) {
@@ -415,18 +428,15 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 	struct ac_verrs v;
 	struct json_object *body = NULL;
 	struct ac_str message;
-	bool present, answered;
+	bool present;
 	enum ac_err err;
 
 	(void)args;
 	send_init(&s, c);
 	ac_verrs_init(&v);
-	answered = !ac_request_json(c, &v, true, &body);
-	if (answered)
+	if (!ac_request_object(c, &v, true, &body))
 		goto out;
-	if (body != NULL && !json_object_is_type(body, json_type_object)) {
-		ac_verrs_add(&v, "body", NULL, "value is not a valid dict", "type_error.dict", false, 0);
-	} else if (body != NULL) {
+	if (body != NULL) {
 		ac_valid_body_str(&v, body, &chat_id_spec, &s.chat_id, &present);
 		ac_valid_body_str(&v, body, &user_id_spec, &s.user_id, &present);
 		ac_valid_body_str(&v, body, &message_spec, &message, &present);
@@ -448,15 +458,8 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		goto out;
 	}
 	/* A message that cannot fit the model's context is refused before it is stored. */
-	if (estimate_tokens(message.len) > s.model->context_window - s.model->max_completion_tokens -
-	    estimate_tokens(strlen(c->cfg->system_prompt))) {
-		char detail[256];
-
-		snprintf(detail, sizeof(detail), "Message too long for model '%s': about %lld tokens, and at "
-		    "most %lld fit its context", s.model->alias, (long long)estimate_tokens(message.len),
-		    (long long)(s.model->context_window - s.model->max_completion_tokens -
-		    estimate_tokens(strlen(c->cfg->system_prompt))));
-		ac_resp_error(c, 413, detail);
+	if (estimate_tokens(message.len) > history_budget(c, s.model)) {
+		too_long(c, s.model, estimate_tokens(message.len));
 		goto out;
 	}
 	err = ac_repo_send_begin(c->repo, s.chat_id, s.user_id, message, s.idem_key, lock_until(c->cfg),
@@ -499,12 +502,9 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 	send_init(&s, c);
 	ac_verrs_init(&v);
 	ac_valid_str(&v, "query", &user_id_spec, ac_query_get(&c->req.query, "user_id"), &s.user_id);
-	if (!ac_request_json(c, &v, false, &body))
+	if (!ac_request_object(c, &v, false, &body))
 		goto out;
-	if (body != NULL && !json_object_is_type(body, json_type_object))
-		ac_verrs_add(&v, "body", NULL, "value is not a valid dict", "type_error.dict", false, 0);
-	else
-		model_and_stream(&s, &v, body);
+	model_and_stream(&s, &v, body);
 	if (v.count > 0) {
 		ac_resp_invalid(c, &v);
 		goto out;

@@ -112,20 +112,6 @@ message_item_out(void *arg, const struct ac_message *m)
 	return ac_buf_err(b);
 }
 
-/* The body as a JSON object; false when the request has been answered or v has the reason. */
-static bool
-body_object(struct ac_ctx *c, struct ac_verrs *v, struct json_object **obj, bool *answered)
-{
-	*answered = !ac_request_json(c, v, true, obj);
-	if (*answered || *obj == NULL)
-		return false;
-	if (!json_object_is_type(*obj, json_type_object)) {
-		ac_verrs_add(v, "body", NULL, "value is not a valid dict", "type_error.dict", false, 0);
-		return false;
-	}
-	return true;
-}
-
 static bool
 query_user(struct ac_ctx *c, struct ac_verrs *v, struct ac_str *user_id)
 {
@@ -171,19 +157,19 @@ ac_h_chat_create(struct ac_ctx *c, const struct ac_str *args)
 	struct ac_verrs v;
 	struct json_object *body = NULL;
 	struct ac_str user_id, title = { NULL, 0 };
-	bool answered, present;
+	bool present;
 	enum ac_err err;
 
 	(void)args;
 	ac_verrs_init(&v);
-	if (body_object(c, &v, &body, &answered)) {
+	if (!ac_request_object(c, &v, true, &body))
+		goto out;
+	if (body != NULL) {
 		ac_valid_body_str(&v, body, &user_id_spec, &user_id, &present);
 		ac_valid_body_str(&v, body, &title_create_spec, &title, &present);
 		if (!present)
 			title.ptr = NULL;
 	}
-	if (answered)
-		goto out;
 	if (v.count > 0) {
 		ac_resp_invalid(c, &v);
 		goto out;
@@ -258,15 +244,15 @@ ac_h_chat_rename(struct ac_ctx *c, const struct ac_str *args)
 	struct ac_verrs v;
 	struct json_object *body = NULL;
 	struct ac_str user_id, title;
-	bool answered, present;
+	bool present;
 	enum ac_err err;
 
 	ac_verrs_init(&v);
 	query_user(c, &v, &user_id);
-	if (body_object(c, &v, &body, &answered))
-		ac_valid_body_str(&v, body, &title_rename_spec, &title, &present);
-	if (answered)
+	if (!ac_request_object(c, &v, true, &body))
 		goto out;
+	if (body != NULL)
+		ac_valid_body_str(&v, body, &title_rename_spec, &title, &present);
 	if (v.count > 0) {
 		ac_resp_invalid(c, &v);
 		goto out;

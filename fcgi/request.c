@@ -169,3 +169,16 @@ ac_request_json(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json
 		ac_verrs_add_decode(v, &jerr);
 	return true;
 }
+
+bool
+ac_request_object(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json_object **obj)
+{
+	if (!ac_request_json(c, v, required, obj))
+		return false;
+	if (*obj != NULL && !json_object_is_type(*obj, json_type_object)) {
+		json_object_put(*obj);
+		*obj = NULL;
+		ac_verrs_add(v, "body", NULL, "value is not a valid dict", "type_error.dict", false, 0);
+	}
+	return true;
+}

@@ -67,19 +67,25 @@ gate_enter(struct thread *t)
 	return ok;
 }
 
+/* Wakes the most recently idle thread (the gate's lock held). */
+static void
+wake_newest(void)
+{
+	struct thread *t = gate.idle;
+
+	gate.idle = t->next;
+	t->woken = true;
+	pthread_cond_signal(&t->turn);
+}
+
 /* Leaves accept; when nobody is left accepting, the most recently idle thread takes over. */
 static void
 gate_leave(void)
 {
 	pthread_mutex_lock(&gate.mu);
 	gate.acceptors--;
-	if (gate.acceptors == 0 && gate.idle != NULL) {
-		struct thread *t = gate.idle;
-
-		gate.idle = t->next;
-		t->woken = true;
-		pthread_cond_signal(&t->turn);
-	}
+	if (gate.acceptors == 0 && gate.idle != NULL)
+		wake_newest();
 	pthread_mutex_unlock(&gate.mu);
 }
 
@@ -88,13 +94,8 @@ static void
 gate_release_all(void)
 {
 	pthread_mutex_lock(&gate.mu);
-	while (gate.idle != NULL) {
-		struct thread *t = gate.idle;
-
-		gate.idle = t->next;
-		t->woken = true;
-		pthread_cond_signal(&t->turn);
-	}
+	while (gate.idle != NULL)
+		wake_newest();
 	pthread_mutex_unlock(&gate.mu);
 }
 

@@ -78,6 +78,10 @@ bool ac_request_parse(struct ac_ctx *c);
  */
 bool ac_request_json(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json_object **obj);
 
+/* As ac_request_json, for a body that must be a JSON object: another value adds "value is not a
+ * valid dict" to v and leaves *obj NULL. */
+bool ac_request_object(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json_object **obj);
+
 /* ---- response.c ---- */
 
 void ac_resp_init(struct ac_resp *r);
