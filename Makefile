@@ -11,8 +11,7 @@ LDLIBS = -lfcgi -lsqlite3 -lcurl $(shell pkg-config --libs json-c 2>/dev/null ||
 
 # Debian packages: what building, running and testing need, and what only the benchmark needs.
 PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcurl4-openssl-dev \
-	libcmocka-dev ca-certificates \
-	nginx-light python3 curl
+	libcmocka-dev ca-certificates nginx-light python3 python3-jsonschema curl chromium chromium-driver
 BENCH_PACKAGES = wrk
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/models.c \
@@ -20,11 +19,12 @@ COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/mode
 FCGI_SRC = fcgi/chat.c fcgi/handlers.c fcgi/http.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
 SQL = $(sort $(wildcard sql/*.sql))
 COMMON_OBJ = $(COMMON_SRC:%.c=build/%.o) build/migrations.o build/models_default.o
+DOC_OBJ = build/openapi_doc.o
 FCGI_OBJ = $(FCGI_SRC:%.c=build/%.o)
 HEADERS = $(wildcard common/*.h fcgi/*.h)
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps run test unit e2e bench clean
+.PHONY: all deps docs run test unit e2e bench clean
 .DELETE_ON_ERROR:
 
 all: build/ai-chat-fcgi
@@ -34,6 +34,7 @@ deps:
 	@missing=""; for p in $(PACKAGES) $(EXTRA_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "deps: missing Debian packages:$$missing (run as root, or apt-get install them)"; exit 1; fi; \
 		echo "deps: installing with apt-get:$$missing"; \
@@ -41,7 +42,7 @@ deps:
 			|| { echo "deps: apt-get install failed"; exit 1; }; \
 	fi
 
-build/ai-chat-fcgi: build/fcgi/main.o $(FCGI_OBJ) $(COMMON_OBJ)
+build/ai-chat-fcgi: build/fcgi/main.o $(FCGI_OBJ) $(COMMON_OBJ) $(DOC_OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 build/%.o: %.c $(HEADERS)
@@ -74,6 +75,16 @@ build/models_default.c: conf/models.conf Makefile
 build/models_default.o: build/models_default.c common/models.h
 	$(CC) $(CFLAGS) -c -o $@ $<
 
+# The OpenAPI document, served by the worker at /openapi.json, as bytes.
+build/openapi_doc.c: conf/docs/openapi.json Makefile
+	@mkdir -p build
+	@{ echo '#include <stddef.h>'; echo 'const char ac_openapi_doc[] = {'; \
+	   od -An -v -tu1 $< | sed -e 's/  */,/g' -e 's/^,//' -e 's/$$/,/'; echo '0 };'; \
+	   echo 'const size_t ac_openapi_doc_len = sizeof(ac_openapi_doc) - 1;'; } > $@
+
+build/openapi_doc.o: build/openapi_doc.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+
 build/tests/%: tests/unit/%.c $(COMMON_OBJ) build/fcgi/http.o $(HEADERS)
 	@mkdir -p build/tests
 	$(CC) $(CFLAGS) -o $@ $< $(COMMON_OBJ) build/fcgi/http.o $(LDLIBS) -lcmocka
@@ -82,12 +93,19 @@ build/bench-trivial: tests/bench/trivial.c
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< -lfcgi -pthread
 
+# The documentation's assets and the OpenAPI linter, from the npm registry as package-lock.json pins them.
+docs: conf/docs/node_modules/.package-lock.json
+
+conf/docs/node_modules/.package-lock.json: conf/docs/package.json conf/docs/package-lock.json
+	cd conf/docs && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 run: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all docs
 	PORT=$(PORT) conf/stack.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_TESTS)
+	@$(MAKE) --no-print-directory all docs $(UNIT_TESTS)
 	@PYTHON=$(PYTHON) tests/run.sh $(UNIT_TESTS)
 
 unit: $(UNIT_TESTS)

@@ -23,6 +23,20 @@ sock_dir=$(mktemp -d /tmp/ai-chat-fcgi.XXXXXX)
 chmod 0711 "$sock_dir"
 socket=$sock_dir/worker.sock
 
+# The documentation pages and the assets they load, where nginx's workers can read them.
+docs_src=$top/conf/docs
+docs_dir=$sock_dir/docs
+mkdir -p "$docs_dir/assets/swagger-ui" "$docs_dir/assets/redoc"
+cp "$docs_src"/*.html "$docs_dir/" 2>/dev/null || true
+if [ -d "$docs_src/node_modules/swagger-ui-dist" ] && [ -d "$docs_src/node_modules/redoc/bundles" ]; then
+    cp "$docs_src/node_modules/swagger-ui-dist/"{swagger-ui-bundle.js,swagger-ui.css,favicon-32x32.png} \
+        "$docs_dir/assets/swagger-ui/"
+    cp "$docs_src/node_modules/redoc/bundles/redoc.standalone.js" "$docs_dir/assets/redoc/"
+else
+    echo "stack: conf/docs/node_modules is missing (make docs): /docs and /redoc will not load" >&2
+fi
+chmod -R a+rX "$docs_dir"
+
 user_line=""
 if [ "$(id -u)" = 0 ]; then
     user_line="user www-data www-data;"
@@ -30,7 +44,7 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 sed -e "s|@PORT@|$port|g" -e "s|@SOCKET@|$socket|g" -e "s|@RUN_DIR@|$run_dir|g" \
-    -e "s|@TMP_DIR@|$sock_dir|g" -e "s|@MAX_BODY@|$((max_body + 65536))|g" -e "s|@MAX_BODY_BYTES@|$max_body|g" \
+    -e "s|@TMP_DIR@|$sock_dir|g" -e "s|@DOCS_DIR@|$docs_dir|g" -e "s|@MAX_BODY@|$((max_body + 65536))|g" -e "s|@MAX_BODY_BYTES@|$max_body|g" \
     -e "s|@USER_LINE@|$user_line|g" -e "s|@WORKERS@|${NGINX_WORKERS:-auto}|g" \
     -e "s|@ACCESS_LOG@|${ACCESS_LOG:-$run_dir/access.log}|g" \
     "$top/nginx.conf.example" > "$run_dir/nginx.conf"

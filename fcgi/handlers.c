@@ -137,6 +137,14 @@ ac_h_root(struct ac_ctx *c, const struct ac_str *args)
 }
 
 void
+ac_h_openapi(struct ac_ctx *c, const struct ac_str *args)
+{
+	(void)args;
+	ac_resp_start(c, 200);
+	ac_buf_add(&c->resp.body, ac_openapi_doc, ac_openapi_doc_len);
+}
+
+void
 ac_h_health(struct ac_ctx *c, const struct ac_str *args)
 {
 	enum ac_err err;

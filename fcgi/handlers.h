@@ -18,5 +18,10 @@ void ac_h_message_list(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_models(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_openapi(struct ac_ctx *c, const struct ac_str *args);
+
+/* conf/docs/openapi.json, compiled in (build/openapi_doc.c). */
+extern const char ac_openapi_doc[];
+extern const size_t ac_openapi_doc_len;
 
 #endif

@@ -23,6 +23,7 @@
 #include "../common/provider.h"
 #include "../common/repo.h"
 #include "server.h"
+#include "worker.h"
 
 #define PROGRAM "ai-chat-fcgi"
 #define VERSION "1.0.0"
@@ -32,7 +33,7 @@
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: %s [--socket PATH] [--check-config] [--config-value NAME] [--version]\n"
+	fprintf(f, "usage: %s [--socket PATH] [--check-config] [--config-value NAME] [--routes] [--version]\n"
 	    "Serves the AI chat API over FastCGI: on the unix socket PATH (or FCGI_SOCKET), or on the\n"
 	    "listening socket passed as fd 0 (spawn-fcgi, systemd).  Settings come from the environment\n"
 	    "and ./.env; see README.md.\n", PROGRAM);
@@ -233,6 +234,9 @@ main(int argc, char **argv)
 			socket_arg = argv[++i];
 		} else if (strcmp(argv[i], "--config-value") == 0 && i + 1 < argc) {
 			value_of = argv[++i];
+		} else if (strcmp(argv[i], "--routes") == 0) {
+			ac_routes_print(stdout);
+			return 0;
 		} else if (strcmp(argv[i], "--check-config") == 0) {
 			check_only = 1;
 		} else if (strcmp(argv[i], "--version") == 0) {

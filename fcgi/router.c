@@ -8,7 +8,7 @@
 #define MAX_ARGS 2
 
 struct route {
-	const char *segs[4];		/* "{}" matches any non-empty segment, passed to the handler */
+	const char *segs[4];		/* "{name}" matches any non-empty segment, passed to the handler */
 	ac_handler on[AC_METHOD_OTHER];	/* by method; HEAD falls back to GET */
 };
 
@@ -16,12 +16,13 @@ static const struct route routes[] = {
 	{ { NULL }, { [AC_GET] = ac_h_root } },
 	{ { "health", NULL }, { [AC_GET] = ac_h_health } },
 	{ { "chats", NULL }, { [AC_GET] = ac_h_chat_list, [AC_POST] = ac_h_chat_create } },
-	{ { "chats", "{}", NULL },
+	{ { "chats", "{chat_id}", NULL },
 	    { [AC_GET] = ac_h_chat_get, [AC_PATCH] = ac_h_chat_rename, [AC_DELETE] = ac_h_chat_delete } },
-	{ { "chats", "{}", "messages", NULL }, { [AC_GET] = ac_h_message_list } },
-	{ { "chats", "{}", "regenerate", NULL }, { [AC_POST] = ac_h_chat_regenerate } },
+	{ { "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_message_list } },
+	{ { "chats", "{chat_id}", "regenerate", NULL }, { [AC_POST] = ac_h_chat_regenerate } },
 	{ { "chat", NULL }, { [AC_POST] = ac_h_chat_send } },
 	{ { "models", NULL }, { [AC_GET] = ac_h_models } },
+	{ { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi } },
 };
 
 static const char *const method_names[AC_METHOD_OTHER] = {
@@ -41,7 +42,7 @@ match(const struct route *rt, const struct ac_path *p, struct ac_str *args)
 	for (int i = 0; i < n; i++) {
 		const struct ac_str *seg = &p->seg[i];
 
-		if (strcmp(rt->segs[i], "{}") == 0) {
+		if (rt->segs[i][0] == '{') {
 			if (seg->len == 0 || nargs == MAX_ARGS)
 				return false;
 			args[nargs++] = *seg;
@@ -126,4 +127,20 @@ ac_route(struct ac_ctx *c)
 		return;
 	}
 	ac_resp_error(c, 404, "Not Found");
+}
+
+void
+ac_routes_print(FILE *f)
+{
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		char path[128] = "";
+		size_t n = 0;
+
+		for (int k = 0; k < 4 && routes[i].segs[k] != NULL; k++)
+			n += (size_t)snprintf(path + n, sizeof(path) - n, "/%s", routes[i].segs[k]);
+		for (int m = 0; m < AC_METHOD_OTHER; m++) {
+			if (routes[i].on[m] != NULL)
+				fprintf(f, "%s %s\n", method_names[m], n > 0 ? path : "/");
+		}
+	}
 }

@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <fcgiapp.h>
 #include <json-c/json.h>
@@ -109,5 +110,8 @@ void ac_resp_finish(struct ac_ctx *c);
 
 /* Answers the request in c (parsed already). */
 void ac_route(struct ac_ctx *c);
+
+/* Prints the routes, one "METHOD /path/{param}" a line (HEAD, answered wherever GET is, left out). */
+void ac_routes_print(FILE *f);
 
 #endif
