@@ -16,7 +16,7 @@ BENCH_PACKAGES = wrk
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/models.c \
 	common/provider.c common/repo_sqlite.c common/sse.c common/util.c common/valid.c
-FCGI_SRC = fcgi/chat.c fcgi/handlers.c fcgi/http.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
+FCGI_SRC = fcgi/chat.c fcgi/handlers.c fcgi/http.c fcgi/io.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
 SQL = $(sort $(wildcard sql/*.sql))
 COMMON_OBJ = $(COMMON_SRC:%.c=build/%.o) build/migrations.o build/models_default.o
 DOC_OBJ = build/openapi_doc.o

@@ -29,6 +29,9 @@
 #define VERSION "1.0.0"
 #define LISTEN_BACKLOG 1024
 #define RESPAWN_MIN_SECONDS 1	/* a worker that dies sooner than this after its start is restarted late */
+#ifndef AC_SYSCONF_FILE
+#define AC_SYSCONF_FILE "/usr/local/etc/ai-chat-fcgi/ai-chat.env"	/* make install's; -D overrides */
+#endif
 
 static void
 usage(FILE *f)
@@ -200,6 +203,22 @@ raise_fd_limit(void)
 	}
 }
 
+/*
+ * The settings file: AI_CHAT_CONFIG, else ./.env when there is one, else the installed file (a CGI
+ * program cannot count on its working directory).
+ */
+static const char *
+config_file(void)
+{
+	const char *p = getenv("AI_CHAT_CONFIG");
+
+	if (p != NULL && *p != '\0')
+		return p;
+	if (access(".env", R_OK) == 0)
+		return ".env";
+	return AC_SYSCONF_FILE;
+}
+
 static int
 print_value(const struct ac_config *cfg, const char *name)
 {
@@ -250,7 +269,7 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (ac_config_load(&cfg, NULL, msg, sizeof(msg)) != AC_OK) {
+	if (ac_config_load(&cfg, config_file(), msg, sizeof(msg)) != AC_OK) {
 		fprintf(stderr, "%s: configuration: %s\n", PROGRAM, msg);
 		return 2;
 	}
@@ -294,6 +313,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: FCGX_Init failed\n", PROGRAM);
 		return 1;
 	}
+	/* Neither a socket of our own nor a listening one on fd 0: a CGI request. */
+	if (cfg.socket_path[0] == '\0' && inherited_socket() < 0 && FCGX_IsCGI())
+		return ac_serve_cgi(&cfg);
 	listen_fd = cfg.socket_path[0] != '\0' ? open_socket(&cfg) : inherited_socket();
 	if (listen_fd < 0) {
 		if (cfg.socket_path[0] == '\0')

@@ -9,7 +9,7 @@
 static const char *
 param(struct ac_ctx *c, const char *name)
 {
-	const char *v = FCGX_GetParam(name, c->fcgi.envp);
+	const char *v = FCGX_GetParam(name, c->envp);
 
 	return v != NULL && *v != '\0' ? v : NULL;
 }
@@ -121,7 +121,7 @@ read_body(struct ac_ctx *c)
 		room = ac_buf_room(&c->in, want);
 		if (room == NULL)
 			return 500;
-		n = FCGX_GetStr(room, (int)want, c->fcgi.in);
+		n = ac_io_read(c, room, (int)want);
 		if (n <= 0)
 			break;
 		c->in.len += (size_t)n;

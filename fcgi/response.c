@@ -30,7 +30,7 @@ put(struct ac_ctx *c, const char *data, size_t len)
 {
 	if (c->resp.failed || len == 0)
 		return;
-	if (FCGX_PutStr(data, (int)len, c->fcgi.out) < 0)
+	if (ac_io_write(c, data, (int)len) < 0)
 		c->resp.failed = true;
 }
 
@@ -183,14 +183,14 @@ ac_resp_sse_begin(struct ac_ctx *c)
 	ac_resp_header(c, "Cache-Control", "no-cache");
 	ac_resp_header(c, "X-Accel-Buffering", "no");
 	send_head(c, -1);
-	if (!r->failed && FCGX_FFlush(c->fcgi.out) < 0)
+	if (!r->failed && ac_io_flush(c) < 0)
 		r->failed = true;
 }
 
 static enum ac_err
 sse_flush(struct ac_ctx *c)
 {
-	if (!c->resp.failed && FCGX_FFlush(c->fcgi.out) < 0)
+	if (!c->resp.failed && ac_io_flush(c) < 0)
 		c->resp.failed = true;
 	return c->resp.failed ? AC_EIO : AC_OK;
 }

@@ -146,6 +146,7 @@ run(void *arg)
 			}
 			continue;
 		}
+		c->envp = c->fcgi.envp;
 		handle(c);
 		FCGX_Finish_r(&c->fcgi);
 	}
@@ -198,6 +199,48 @@ stop_threads(struct thread *threads, int n)
 	return true;
 }
 
+/* Sets up one thread's context: its database connection and provider client. */
+static bool
+ctx_init(struct ac_ctx *c, const struct ac_config *cfg, int listen_fd)
+{
+	enum ac_err err;
+
+	c->cfg = cfg;
+	ac_resp_init(&c->resp);
+	ac_buf_init(&c->scratch, AC_TARGET_MAX + 64);
+	ac_buf_init(&c->in, cfg->max_body + 2);
+	FCGX_InitRequest(&c->fcgi, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
+	err = ac_repo_open(cfg->db_path, cfg->busy_timeout_ms, &c->repo);
+	if (err != AC_OK) {
+		fprintf(stderr, "ai-chat-fcgi: cannot open the database %s: %s\n", cfg->db_path,
+		    ac_strerror(err));
+		return false;
+	}
+	if (ac_provider_new(cfg, &c->provider) != AC_OK) {
+		fprintf(stderr, "ai-chat-fcgi: cannot set up the provider client\n");
+		return false;
+	}
+	return true;
+}
+
+int
+ac_serve_cgi(const struct ac_config *cfg)
+{
+	extern char **environ;
+	struct ac_ctx c;
+	int status = 1;
+
+	memset(&c, 0, sizeof(c));
+	if (ctx_init(&c, cfg, -1)) {
+		c.cgi = true;
+		c.envp = environ;
+		handle(&c);
+		status = 0;
+	}
+	ctx_free(&c);
+	return status;
+}
+
 int
 ac_serve(const struct ac_config *cfg, int listen_fd)
 {
@@ -206,7 +249,6 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 	pthread_attr_t attr;
 	sigset_t stop_set;
 	int sig, status = 1, i;
-	enum ac_err err;
 
 	if (threads == NULL) {
 		fprintf(stderr, "ai-chat-fcgi: out of memory\n");
@@ -218,24 +260,9 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 	sigaction(WAKE_SIGNAL, &sa, NULL);
 
 	for (i = 0; i < cfg->threads; i++) {
-		struct ac_ctx *c = &threads[i].ctx;
-
-		c->cfg = cfg;
 		pthread_cond_init(&threads[i].turn, NULL);
-		ac_resp_init(&c->resp);
-		ac_buf_init(&c->scratch, AC_TARGET_MAX + 64);
-		ac_buf_init(&c->in, cfg->max_body + 2);
-		FCGX_InitRequest(&c->fcgi, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
-		err = ac_repo_open(cfg->db_path, cfg->busy_timeout_ms, &c->repo);
-		if (err != AC_OK) {
-			fprintf(stderr, "ai-chat-fcgi: cannot open the database %s: %s\n", cfg->db_path,
-			    ac_strerror(err));
+		if (!ctx_init(&threads[i].ctx, cfg, listen_fd))
 			goto out;
-		}
-		if (ac_provider_new(cfg, &c->provider) != AC_OK) {
-			fprintf(stderr, "ai-chat-fcgi: cannot set up the provider client\n");
-			goto out;
-		}
 	}
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, THREAD_STACK);

@@ -10,4 +10,7 @@
  */
 int ac_serve(const struct ac_config *cfg, int listen_fd);
 
+/* Answers the one CGI request in the environment and stdin, on stdout; returns the exit status. */
+int ac_serve_cgi(const struct ac_config *cfg);
+
 #endif

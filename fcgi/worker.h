@@ -61,11 +61,22 @@ struct ac_ctx {
 	struct ac_repo *repo;
 	struct ac_provider *provider;
 	FCGX_Request fcgi;
+	bool cgi;		/* plain CGI: the environment, stdin and stdout instead of fcgi */
+	char **envp;		/* the request's parameters */
 	struct ac_request req;
 	struct ac_resp resp;
 	struct ac_buf scratch;	/* decoded path and query */
 	struct ac_buf in;	/* the request body */
 };
+
+/* ---- io.c: the request's input and output, over FastCGI or CGI ---- */
+
+/* Bytes of the body read into buf (0 at its end, -1 on error). */
+int ac_io_read(struct ac_ctx *c, char *buf, int len);
+/* Writes all of buf; -1 when the client has gone away. */
+int ac_io_write(struct ac_ctx *c, const char *buf, int len);
+/* Sends what is buffered now; -1 when the client has gone away. */
+int ac_io_flush(struct ac_ctx *c);
 
 /* ---- request.c ---- */
 
