@@ -14,7 +14,7 @@ PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-de
 	libcmocka-dev ca-certificates nginx-light python3 python3-jsonschema curl chromium chromium-driver
 BENCH_PACKAGES = wrk
 
-COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/models.c \
+COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
 	common/provider.c common/repo_sqlite.c common/sse.c common/util.c common/valid.c
 FCGI_SRC = fcgi/chat.c fcgi/handlers.c fcgi/http.c fcgi/io.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
 SQL = $(sort $(wildcard sql/*.sql))

@@ -303,5 +303,18 @@ ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_
 		}
 		strcpy(cfg->socket_group, v);
 	}
-	return load_provider(cfg, dotenv, msg, msg_size);
+	if ((err = load_provider(cfg, dotenv, msg, msg_size)) != AC_OK)
+		return err;
+	v = ac_config_raw("LOG_LEVEL", tmp, sizeof(tmp), dotenv);
+	cfg->log_level = AC_LOG_INFO;
+	if (v != NULL && *v != '\0' && ac_log_level_parse(v, &cfg->log_level) != AC_OK) {
+		snprintf(msg, msg_size, "LOG_LEVEL: '%s' is not error, warn, info or debug", v);
+		return AC_EINVAL;
+	}
+	if ((err = get_str("LOG_FILE", dotenv, "", cfg->log_file, sizeof(cfg->log_file), msg, msg_size)) != AC_OK)
+		return err;
+	if ((err = get_int("LOG_CONTENT", dotenv, 0, 0, 1, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->log_content = (int)n;
+	return AC_OK;
 }

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "log.h"
 #include "models.h"
 
 #define AC_CONFIG_MAX_ORIGINS 32
@@ -39,6 +40,10 @@ struct ac_config {
 	char system_prompt[4096];	/* SYSTEM_PROMPT */
 	char models_file[AC_PATH_MAX];	/* MODELS_FILE: empty for ./conf/models.conf or the built-in copy */
 	struct ac_models models;
+
+	enum ac_log_level log_level;	/* LOG_LEVEL */
+	char log_file[AC_PATH_MAX];	/* LOG_FILE: empty for stderr */
+	int log_content;		/* LOG_CONTENT: message content in debug lines */
 };
 
 #define AC_DEFAULT_SYSTEM_PROMPT \

@@ -567,3 +567,49 @@ ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const stru
 	if (res->fail != AC_LLM_OK)
 		ac_scrub(res->detail, p->cfg->api_key);
 }
+
+static size_t
+discard(char *data, size_t size, size_t n, void *arg)
+{
+	(void)data;
+	(void)arg;
+	return size * n;
+}
+
+enum ac_llm_fail
+ac_provider_ping(struct ac_provider *p, char *detail, size_t detail_size)
+{
+	char url[600];
+	CURL *c = p->curl;
+	CURLcode rc;
+	long status = 0;
+
+	if (p->cfg->api_key[0] == '\0') {
+		snprintf(detail, detail_size, "GROQ_API_KEY is not set");
+		return AC_LLM_NO_KEY;
+	}
+	snprintf(url, sizeof(url), "%s/models", p->cfg->base_url);
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, p->headers);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->cfg->connect_timeout_ms);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)p->cfg->connect_timeout_ms + 5000L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (rc != CURLE_OK) {
+		snprintf(detail, detail_size, "could not reach the provider (%s)", curl_easy_strerror(rc));
+		return rc == CURLE_OPERATION_TIMEDOUT ? AC_LLM_TIMEOUT : AC_LLM_UNREACHABLE;
+	}
+	if (status == 401 || status == 403) {
+		snprintf(detail, detail_size, "the provider refused the API key (%ld)", status);
+		return AC_LLM_KEY_REFUSED;
+	}
+	if (status != 200) {
+		snprintf(detail, detail_size, "the provider answered %ld", status);
+		return AC_LLM_PROVIDER_ERROR;
+	}
+	return AC_LLM_OK;
+}

@@ -86,6 +86,12 @@ void ac_llm_result_free(struct ac_llm_result *r);
 void ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const struct ac_llm_msg *msgs,
     size_t count, bool stream, const struct ac_llm_hooks *hooks, struct ac_llm_result *res);
 
+/*
+ * Whether the provider answers: GET <base>/models with the key, within the connect timeout plus 5 s.
+ * Returns AC_LLM_OK, or the failure with detail filled in.
+ */
+enum ac_llm_fail ac_provider_ping(struct ac_provider *p, char *detail, size_t detail_size);
+
 /* Removes every copy of secret from s (in place), so a provider's message can never echo the key. */
 void ac_scrub(char *s, const char *secret);
 

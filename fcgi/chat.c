@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../common/json.h"
+#include "../common/log.h"
 #include "../common/util.h"
 #include "handlers.h"
 
@@ -272,6 +273,8 @@ finish(struct send *s)
 
 	model.ptr = res->model[0] != '\0' ? res->model : s->model->id;
 	model.len = strlen(model.ptr);
+	c->log.prompt_tokens = res->prompt_tokens;
+	c->log.completion_tokens = res->completion_tokens;
 	memset(&reply, 0, sizeof(reply));
 	reply.content.ptr = res->text.data != NULL ? res->text.data : "";
 	reply.content.len = res->text.len;
@@ -349,6 +352,17 @@ answer(struct send *s)
 	if (msgs == NULL) {
 		ac_resp_error(c, 500, "Out of memory");
 		return;
+	}
+	c->log.model = s->model->id;
+	if (c->cfg->log_content && ac_log_enabled(AC_LOG_DEBUG)) {
+		struct ac_buf b;
+
+		ac_buf_init(&b, 3000);
+		ac_json_str(&b, msgs[n - 1].content.ptr, msgs[n - 1].content.len > 2000 ? 2000 :
+		    msgs[n - 1].content.len);
+		ac_log(AC_LOG_DEBUG, "send chat_id=%.*s history=%zu message=%s", (int)s->chat_id.len,
+		    s->chat_id.ptr, n - 1, b.data != NULL ? b.data : "\"\"");
+		ac_buf_free(&b);
 	}
 	if (s->stream)
 		ac_resp_sse_begin(c);
@@ -438,7 +452,8 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		goto out;
 	if (body != NULL) {
 		ac_valid_body_str(&v, body, &chat_id_spec, &s.chat_id, &present);
-		ac_valid_body_str(&v, body, &user_id_spec, &s.user_id, &present);
+		if (ac_valid_body_str(&v, body, &user_id_spec, &s.user_id, &present))
+			c->log.user_id = s.user_id;
 		ac_valid_body_str(&v, body, &message_spec, &message, &present);
 		model_and_stream(&s, &v, body);
 	}
@@ -501,7 +516,8 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 
 	send_init(&s, c);
 	ac_verrs_init(&v);
-	ac_valid_str(&v, "query", &user_id_spec, ac_query_get(&c->req.query, "user_id"), &s.user_id);
+	if (ac_valid_str(&v, "query", &user_id_spec, ac_query_get(&c->req.query, "user_id"), &s.user_id))
+		c->log.user_id = s.user_id;
 	if (!ac_request_object(c, &v, false, &body))
 		goto out;
 	model_and_stream(&s, &v, body);

@@ -115,7 +115,10 @@ message_item_out(void *arg, const struct ac_message *m)
 static bool
 query_user(struct ac_ctx *c, struct ac_verrs *v, struct ac_str *user_id)
 {
-	return ac_valid_str(v, "query", &user_id_spec, ac_query_get(&c->req.query, "user_id"), user_id);
+	if (!ac_valid_str(v, "query", &user_id_spec, ac_query_get(&c->req.query, "user_id"), user_id))
+		return false;
+	c->log.user_id = *user_id;
+	return true;
 }
 
 /* Whether a path's chat id can name a chat: others are answered 404 without a lookup. */
@@ -147,16 +150,38 @@ ac_h_openapi(struct ac_ctx *c, const struct ac_str *args)
 void
 ac_h_health(struct ac_ctx *c, const struct ac_str *args)
 {
+	struct ac_verrs v;
+	bool deep = false;
 	enum ac_err err;
+	char why[320], detail[400];
 
 	(void)args;
+	ac_verrs_init(&v);
+	if (!ac_valid_bool(&v, "deep", ac_query_get(&c->req.query, "deep"), false, &deep)) {
+		ac_resp_invalid(c, &v);
+		goto out;
+	}
 	err = ac_repo_ping(c->repo);
 	if (err != AC_OK) {
 		ac_resp_repo_error(c, err == AC_ENOTFOUND ? AC_EDB : err, AC_STR(""));
-		return;
+		goto out;
+	}
+	if (!deep) {
+		ac_resp_start(c, 200);
+		ac_buf_adds(&c->resp.body, "{\"status\":\"healthy\"}");
+		goto out;
+	}
+	/* ?deep=1: the provider too. */
+	if (ac_provider_ping(c->provider, why, sizeof(why)) != AC_LLM_OK) {
+		ac_scrub(why, c->cfg->api_key);
+		snprintf(detail, sizeof(detail), "Provider unavailable: %s", why);
+		ac_resp_error(c, 503, detail);
+		goto out;
 	}
 	ac_resp_start(c, 200);
-	ac_buf_adds(&c->resp.body, "{\"status\":\"healthy\"}");
+	ac_buf_adds(&c->resp.body, "{\"status\":\"healthy\",\"database\":\"ok\",\"provider\":\"ok\"}");
+out:
+	ac_verrs_free(&v);
 }
 
 void
@@ -173,7 +198,8 @@ ac_h_chat_create(struct ac_ctx *c, const struct ac_str *args)
 	if (!ac_request_object(c, &v, true, &body))
 		goto out;
 	if (body != NULL) {
-		ac_valid_body_str(&v, body, &user_id_spec, &user_id, &present);
+		if (ac_valid_body_str(&v, body, &user_id_spec, &user_id, &present))
+			c->log.user_id = user_id;
 		ac_valid_body_str(&v, body, &title_create_spec, &title, &present);
 		if (!present)
 			title.ptr = NULL;

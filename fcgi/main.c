@@ -20,6 +20,7 @@
 #include <sqlite3.h>
 
 #include "../common/config.h"
+#include "../common/log.h"
 #include "../common/provider.h"
 #include "../common/repo.h"
 #include "server.h"
@@ -161,11 +162,11 @@ supervise(const struct ac_config *cfg, int listen_fd)
 					if (WIFSIGNALED(ws) || WEXITSTATUS(ws) != 0)
 						status = 1;
 				} else if (WIFSIGNALED(ws)) {
-					fprintf(stderr, "%s: worker %d killed by signal %d; restarting it\n",
-					    PROGRAM, (int)pid, WTERMSIG(ws));
+					ac_log(AC_LOG_ERROR, "worker %d killed by signal %d; restarting it", (int)pid,
+					    WTERMSIG(ws));
 				} else {
-					fprintf(stderr, "%s: worker %d exited with status %d; restarting it\n",
-					    PROGRAM, (int)pid, WEXITSTATUS(ws));
+					ac_log(AC_LOG_ERROR, "worker %d exited with status %d; restarting it", (int)pid,
+					    WEXITSTATUS(ws));
 				}
 			}
 		}
@@ -282,6 +283,10 @@ main(int argc, char **argv)
 	}
 	if (value_of != NULL)
 		return print_value(&cfg, value_of);
+	if (ac_log_open(cfg.log_file, cfg.log_level) != AC_OK) {
+		fprintf(stderr, "%s: LOG_FILE: %s: %s\n", PROGRAM, cfg.log_file, strerror(errno));
+		return 2;
+	}
 
 	if (ac_repo_migrate(cfg.db_path, cfg.busy_timeout_ms, msg, sizeof(msg)) != AC_OK) {
 		fprintf(stderr, "%s: database: %s\n", PROGRAM, msg);
@@ -323,7 +328,7 @@ main(int argc, char **argv)
 			    "with a listening socket on fd 0 (spawn-fcgi, systemd)\n", PROGRAM);
 		return 1;
 	}
-	fprintf(stderr, "%s: serving %s with %d process%s of %d threads, database %s\n", PROGRAM,
+	ac_log(AC_LOG_INFO, "serving %s with %d process%s of %d threads, database %s",
 	    cfg.socket_path[0] != '\0' ? cfg.socket_path : "fd 0", cfg.processes,
 	    cfg.processes == 1 ? "" : "es", cfg.threads, cfg.db_path);
 	if (cfg.processes == 1)

@@ -10,6 +10,9 @@
 
 #include <fcgiapp.h>
 
+#include "../common/json.h"
+#include "../common/log.h"
+#include "../common/util.h"
 #include "server.h"
 #include "worker.h"
 
@@ -105,17 +108,47 @@ on_wake(int sig)
 	(void)sig;	/* only there to interrupt accept() */
 }
 
+/* The request line: method, path (no query), status, duration, user, model and tokens. */
+static void
+log_request(struct ac_ctx *c, int64_t started)
+{
+	const char *method = FCGX_GetParam("REQUEST_METHOD", c->envp);
+	const char *uri = FCGX_GetParam("REQUEST_URI", c->envp);
+	struct ac_buf user;
+	size_t path_len;
+
+	if (uri == NULL)
+		uri = "";
+	path_len = strcspn(uri, "?");
+	if (path_len > 512)
+		path_len = 512;
+	ac_buf_init(&user, 1024);
+	if (c->log.user_id.ptr != NULL)
+		ac_json_str(&user, c->log.user_id.ptr, c->log.user_id.len > 256 ? 256 : c->log.user_id.len);
+	ac_log(AC_LOG_INFO, "request method=%s path=%.*s status=%d ms=%.1f user_id=%s model=%s tokens=%lld+%lld%s",
+	    method != NULL ? method : "-", (int)path_len, uri, c->resp.status,
+	    (double)(ac_now_us() - started) / 1000.0, user.data != NULL ? user.data : "-",
+	    c->log.model != NULL ? c->log.model : "-", (long long)c->log.prompt_tokens,
+	    (long long)c->log.completion_tokens, c->resp.failed ? " client-gone" : "");
+	ac_buf_free(&user);
+}
+
 static void
 handle(struct ac_ctx *c)
 {
+	int64_t started = ac_now_us();
+
 	ac_buf_reset(&c->scratch, SCRATCH_KEEP);
 	ac_buf_reset(&c->in, SCRATCH_KEEP);
+	memset(&c->log, 0, sizeof(c->log));
 	c->resp.committed = false;
 	c->resp.failed = false;
 	ac_resp_start(c, 500);
 	if (ac_request_parse(c))
 		ac_route(c);
 	ac_resp_finish(c);
+	if (ac_log_enabled(AC_LOG_INFO))
+		log_request(c, started);
 }
 
 static void *
@@ -141,7 +174,7 @@ run(void *arg)
 			if (atomic_load(&stopping))
 				break;
 			if (errno != EINTR) {
-				fprintf(stderr, "ai-chat-fcgi: accept: %s\n", strerror(errno));
+				ac_log(AC_LOG_ERROR, "accept: %s", strerror(errno));
 				usleep(10000);
 			}
 			continue;
@@ -188,8 +221,7 @@ stop_threads(struct thread *threads, int n)
 			usleep(20000);
 	} while (left > 0 && time(NULL) < deadline);
 	if (left > 0) {
-		fprintf(stderr, "ai-chat-fcgi: %d requests still running after %d s; exiting\n", left,
-		    STOP_GRACE_SECONDS);
+		ac_log(AC_LOG_WARN, "%d requests still running after %d s; exiting", left, STOP_GRACE_SECONDS);
 		return false;
 	}
 	for (int i = 0; i < n; i++) {
@@ -212,12 +244,11 @@ ctx_init(struct ac_ctx *c, const struct ac_config *cfg, int listen_fd)
 	FCGX_InitRequest(&c->fcgi, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
 	err = ac_repo_open(cfg->db_path, cfg->busy_timeout_ms, &c->repo);
 	if (err != AC_OK) {
-		fprintf(stderr, "ai-chat-fcgi: cannot open the database %s: %s\n", cfg->db_path,
-		    ac_strerror(err));
+		ac_log(AC_LOG_ERROR, "cannot open the database %s: %s", cfg->db_path, ac_strerror(err));
 		return false;
 	}
 	if (ac_provider_new(cfg, &c->provider) != AC_OK) {
-		fprintf(stderr, "ai-chat-fcgi: cannot set up the provider client\n");
+		ac_log(AC_LOG_ERROR, "cannot set up the provider client");
 		return false;
 	}
 	return true;

@@ -67,6 +67,12 @@ struct ac_ctx {
 	struct ac_resp resp;
 	struct ac_buf scratch;	/* decoded path and query */
 	struct ac_buf in;	/* the request body */
+	struct {		/* what the request line in the log says besides method, path, status */
+		struct ac_str user_id;
+		const char *model;
+		int64_t prompt_tokens;
+		int64_t completion_tokens;
+	} log;
 };
 
 /* ---- io.c: the request's input and output, over FastCGI or CGI ---- */

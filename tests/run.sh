@@ -27,17 +27,26 @@ for t in "$@"; do
     failed=$((failed + f))
 done
 
-if [ "$unit_only" = 0 ]; then
-    echo "== end-to-end (tests/e2e)"
-    "$PYTHON" "$top/tests/e2e/run.py" 2>&1 | tee "$out"
-    line=$(grep -E '^e2e: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+# Runs a suite that ends with "<name>: N passed, N failed" and adds its counts.
+suite() {
+    local name=$1
+    shift
+    echo "== $name"
+    "$@" 2>&1 | tee "$out"
+    local line
+    line=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed" "$out" | tail -1)
     if [ -n "$line" ]; then
-        passed=$((passed + $(echo "$line" | sed -E 's/^e2e: ([0-9]+) passed.*/\1/')))
+        passed=$((passed + $(echo "$line" | sed -E "s/^$name: ([0-9]+) passed.*/\\1/")))
         failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
     else
-        echo "end-to-end suite printed no summary"
+        echo "$name: printed no summary"
         failed=$((failed + 1))
     fi
+}
+
+if [ "$unit_only" = 0 ]; then
+    suite e2e "$PYTHON" "$top/tests/e2e/run.py"
+    suite browser "$PYTHON" "$top/tests/browser/run.py"
 fi
 
 echo "$passed passed, $failed failed"

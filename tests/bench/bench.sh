@@ -122,7 +122,10 @@ start_stack() {
     local name=$1 worker=$2 port=$3 pid i
     (
         cd "$work"
+        # Like nginx's access log, the worker's request lines are off while measuring (LOG_LEVEL=info
+        # to keep them).
         exec setsid env WORKER="$worker" PORT="$port" RUN_DIR="$work/run-$name" ACCESS_LOG=off \
+            LOG_LEVEL="${LOG_LEVEL:-warn}" \
             NGINX_WORKERS=1 DATABASE_URL="sqlite:///$db" "$stack"
     ) </dev/null >"$work/$name.log" 2>&1 &
     pid=$!

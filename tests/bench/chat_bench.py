@@ -63,6 +63,7 @@ class Stack:
         self.port = free_port()
         self.run_dir = os.path.join(work, name)
         e = dict(os.environ, PORT=str(self.port), RUN_DIR=self.run_dir, ACCESS_LOG="off",
+                 LOG_LEVEL=os.environ.get("LOG_LEVEL", "warn"),
                  DATABASE_URL="sqlite:///" + os.path.join(work, name + ".db"), **env)
         self.log = open(os.path.join(work, name + ".log"), "w")
         self.proc = subprocess.Popen([os.path.join(TOP, "conf", "stack.sh")], env=e, cwd=work,

@@ -1,0 +1,77 @@
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+#define LINE_MAX_BYTES 4096
+
+/* Set by ac_log_open before threads start, never after. */
+static int log_fd = STDERR_FILENO;
+static enum ac_log_level log_level = AC_LOG_INFO;
+
+static const char *const names[] = { "error", "warn", "info", "debug" };
+
+enum ac_err
+ac_log_level_parse(const char *s, enum ac_log_level *out)
+{
+	for (int i = 0; i <= AC_LOG_DEBUG; i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum ac_log_level)i;
+			return AC_OK;
+		}
+	}
+	return AC_EINVAL;
+}
+
+enum ac_err
+ac_log_open(const char *path, enum ac_log_level level)
+{
+	log_level = level;
+	if (path == NULL || *path == '\0')
+		return AC_OK;
+	log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (log_fd < 0) {
+		log_fd = STDERR_FILENO;
+		return AC_ESYS;
+	}
+	return AC_OK;
+}
+
+bool
+ac_log_enabled(enum ac_log_level level)
+{
+	return level <= log_level;
+}
+
+void
+ac_log(enum ac_log_level level, const char *fmt, ...)
+{
+	char line[LINE_MAX_BYTES];
+	size_t n;
+	va_list ap;
+	int k;
+
+	if (!ac_log_enabled(level))
+		return;
+	ac_time_format(ac_now_us(), line);
+	n = AC_TIME_LEN;
+	n += (size_t)snprintf(line + n, sizeof(line) - n, " %s ", names[level]);
+	va_start(ap, fmt);
+	k = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	va_end(ap);
+	if (k < 0)
+		return;
+	n += (size_t)k;
+	if (n > sizeof(line) - 2) {
+		/* Cut a long line. */
+		n = sizeof(line) - 5;
+		memcpy(line + n, "...", 3);
+		n += 3;
+	}
+	line[n++] = '\n';
+	(void)!write(log_fd, line, n);
+}
