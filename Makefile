@@ -8,6 +8,13 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fno-strict-aliasing \
 	$(shell pkg-config --cflags json-c 2>/dev/null)
 LDLIBS = -lfcgi -lsqlite3 -lcurl $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -pthread
+# make test SANITIZE=1: everything built and run under AddressSanitizer and UndefinedBehaviorSanitizer.
+ifeq ($(SANITIZE),1)
+CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDLIBS += -fsanitize=address,undefined
+export ASAN_OPTIONS = abort_on_error=0:detect_leaks=1:exitcode=86
+export UBSAN_OPTIONS = print_stacktrace=1:halt_on_error=1
+endif
 
 # Debian packages: what building, running and testing need, and what only the benchmark needs.
 PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcurl4-openssl-dev \
@@ -24,7 +31,7 @@ FCGI_OBJ = $(FCGI_SRC:%.c=build/%.o)
 HEADERS = $(wildcard common/*.h fcgi/*.h)
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
 
-.PHONY: all deps docs run test unit e2e bench clean
+.PHONY: all deps docs run test unit e2e bench clean FORCE
 .DELETE_ON_ERROR:
 
 all: build/ai-chat-fcgi
@@ -45,7 +52,12 @@ deps:
 build/ai-chat-fcgi: build/fcgi/main.o $(FCGI_OBJ) $(COMMON_OBJ) $(DOC_OBJ)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-build/%.o: %.c $(HEADERS)
+# Objects remember the flags they were built with: changing them (SANITIZE=1) rebuilds everything.
+build/.flags: FORCE
+	@mkdir -p build
+	@echo '$(CC) $(CFLAGS) $(LDLIBS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDLIBS)' > $@
+
+build/%.o: %.c $(HEADERS) build/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -63,7 +75,7 @@ build/migrations.c: $(SQL) Makefile
 	   echo '};'; \
 	   echo 'const size_t ac_migrations_count = sizeof(ac_migrations) / sizeof(ac_migrations[0]);'; } > $@
 
-build/migrations.o: build/migrations.c common/migrations.h
+build/migrations.o: build/migrations.c common/migrations.h build/.flags
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # conf/models.conf, compiled in for when no registry file is configured or found.
@@ -72,7 +84,7 @@ build/models_default.c: conf/models.conf Makefile
 	@{ echo '#include "../common/models.h"'; echo 'const char ac_models_default[] ='; \
 	   sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/\t"/' -e 's/$$/\\n"/' $<; echo ';'; } > $@
 
-build/models_default.o: build/models_default.c common/models.h
+build/models_default.o: build/models_default.c common/models.h build/.flags
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # The OpenAPI document, served by the worker at /openapi.json, as bytes.
@@ -82,14 +94,14 @@ build/openapi_doc.c: conf/docs/openapi.json Makefile
 	   od -An -v -tu1 $< | sed -e 's/  */,/g' -e 's/^,//' -e 's/$$/,/'; echo '0 };'; \
 	   echo 'const size_t ac_openapi_doc_len = sizeof(ac_openapi_doc) - 1;'; } > $@
 
-build/openapi_doc.o: build/openapi_doc.c
+build/openapi_doc.o: build/openapi_doc.c build/.flags
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-build/tests/%: tests/unit/%.c $(COMMON_OBJ) build/fcgi/http.o $(HEADERS)
+build/tests/%: tests/unit/%.c $(COMMON_OBJ) build/fcgi/http.o $(HEADERS) build/.flags
 	@mkdir -p build/tests
 	$(CC) $(CFLAGS) -o $@ $< $(COMMON_OBJ) build/fcgi/http.o $(LDLIBS) -lcmocka
 
-build/bench-trivial: tests/bench/trivial.c
+build/bench-trivial: tests/bench/trivial.c build/.flags
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< -lfcgi -pthread
 

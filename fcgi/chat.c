@@ -453,7 +453,7 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 	if (body != NULL) {
 		ac_valid_body_str(&v, body, &chat_id_spec, &s.chat_id, &present);
 		if (ac_valid_body_str(&v, body, &user_id_spec, &s.user_id, &present))
-			c->log.user_id = s.user_id;
+			ac_log_user(c, s.user_id);
 		ac_valid_body_str(&v, body, &message_spec, &message, &present);
 		model_and_stream(&s, &v, body);
 	}
@@ -517,7 +517,7 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 	send_init(&s, c);
 	ac_verrs_init(&v);
 	if (ac_valid_str(&v, "query", &user_id_spec, ac_query_get(&c->req.query, "user_id"), &s.user_id))
-		c->log.user_id = s.user_id;
+		ac_log_user(c, s.user_id);
 	if (!ac_request_object(c, &v, false, &body))
 		goto out;
 	model_and_stream(&s, &v, body);

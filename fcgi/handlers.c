@@ -117,7 +117,7 @@ query_user(struct ac_ctx *c, struct ac_verrs *v, struct ac_str *user_id)
 {
 	if (!ac_valid_str(v, "query", &user_id_spec, ac_query_get(&c->req.query, "user_id"), user_id))
 		return false;
-	c->log.user_id = *user_id;
+	ac_log_user(c, *user_id);
 	return true;
 }
 
@@ -199,7 +199,7 @@ ac_h_chat_create(struct ac_ctx *c, const struct ac_str *args)
 		goto out;
 	if (body != NULL) {
 		if (ac_valid_body_str(&v, body, &user_id_spec, &user_id, &present))
-			c->log.user_id = user_id;
+			ac_log_user(c, user_id);
 		ac_valid_body_str(&v, body, &title_create_spec, &title, &present);
 		if (!present)
 			title.ptr = NULL;

@@ -123,8 +123,8 @@ log_request(struct ac_ctx *c, int64_t started)
 	if (path_len > 512)
 		path_len = 512;
 	ac_buf_init(&user, 1024);
-	if (c->log.user_id.ptr != NULL)
-		ac_json_str(&user, c->log.user_id.ptr, c->log.user_id.len > 256 ? 256 : c->log.user_id.len);
+	if (c->log.user_id_len > 0)
+		ac_json_str(&user, c->log.user_id, c->log.user_id_len);
 	ac_log(AC_LOG_INFO, "request method=%s path=%.*s status=%d ms=%.1f user_id=%s model=%s tokens=%lld+%lld%s",
 	    method != NULL ? method : "-", (int)path_len, uri, c->resp.status,
 	    (double)(ac_now_us() - started) / 1000.0, user.data != NULL ? user.data : "-",

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <fcgiapp.h>
 #include <json-c/json.h>
@@ -68,12 +69,23 @@ struct ac_ctx {
 	struct ac_buf scratch;	/* decoded path and query */
 	struct ac_buf in;	/* the request body */
 	struct {		/* what the request line in the log says besides method, path, status */
-		struct ac_str user_id;
-		const char *model;
+		char user_id[256];	/* a copy: the request's own strings are gone when it is logged */
+		size_t user_id_len;	/* 0: none */
+		const char *model;	/* a string of the configuration */
 		int64_t prompt_tokens;
 		int64_t completion_tokens;
 	} log;
 };
+
+/* Notes the request's user for its log line. */
+static inline void
+ac_log_user(struct ac_ctx *c, struct ac_str user_id)
+{
+	size_t n = user_id.len < sizeof(c->log.user_id) ? user_id.len : sizeof(c->log.user_id);
+
+	memcpy(c->log.user_id, user_id.ptr, n);
+	c->log.user_id_len = n;
+}
 
 /* ---- io.c: the request's input and output, over FastCGI or CGI ---- */
 

@@ -1,6 +1,9 @@
 """A tiny test framework and a controller for the real stack (nginx + the worker, conf/stack.sh).
 
-Only Python's standard library: Debian's /usr/bin/python3 runs it.
+Python's standard library, and python3-jsonschema (Debian's, for openapi_check): /usr/bin/python3 runs it.
+Every response received through Stack.request/.json/.raw is checked against the OpenAPI document
+(conf/docs/openapi.json, openapi_check.py); a response that does not conform fails the test that made the
+request. E2E_NO_SCHEMA=1 turns that off (for debugging); so does a document without paths.
 
     @test
     def chat_is_created():
@@ -27,6 +30,8 @@ import time
 import traceback
 from collections import namedtuple
 from pathlib import Path
+
+import openapi_check
 
 # The repository root, from this file's location (not resolving symlinks, so a checkout that links
 # tests/e2e from elsewhere is tested as itself).
@@ -317,7 +322,7 @@ class Stack:
             if self.proc.poll() is not None:
                 self._fail_start(f"conf/stack.sh exited with status {self.proc.returncode}")
             try:
-                if self.request("GET", "/health", timeout=1).status == 200:
+                if self.request("GET", "/health", timeout=1, validate=False).status == 200:
                     return self
             except OSError:
                 pass
@@ -395,6 +400,17 @@ class Stack:
         if self._log is not None:
             self._log.close()
             self._log = None
+        # Under make test SANITIZE=1, a report from ASan, LSan or UBSan (a leak shows only at exit)
+        # fails the stack's test.
+        try:
+            with open(self.log_path, errors="replace") as f:
+                log = f.read()
+        except (OSError, AttributeError):
+            log = ""
+        for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if mark in log and not self.stop_problem:
+                at = log.index(mark)
+                self.stop_problem = f"sanitizer report in the stack's log:\n{log[max(0, at - 200):at + 3000]}"
         if os.environ.get("E2E_KEEP"):
             print(f"    (kept {self.tmp})", flush=True)
         else:
@@ -419,9 +435,11 @@ class Stack:
 
     # -- HTTP
 
-    def request(self, method, path, body=None, headers=None, json=_UNSET, timeout=REQUEST_TIMEOUT):
+    def request(self, method, path, body=None, headers=None, json=_UNSET, timeout=REQUEST_TIMEOUT,
+                validate=True):
         """One request on a new connection; json= sends a JSON body with Content-Type: application/json
-        (unless headers set another). Returns Response(status, headers, body)."""
+        (unless headers set another). Returns Response(status, headers, body), checked against the
+        OpenAPI document unless validate is false (check_schema)."""
         headers = dict(headers or {})
         if json is not _UNSET:
             body = encode_json(json)
@@ -434,9 +452,12 @@ class Stack:
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
-            return Response(resp.status, _collect_headers(resp.getheaders()), data)
+            parsed = Response(resp.status, _collect_headers(resp.getheaders()), data)
         finally:
             conn.close()
+        if validate:
+            check_schema(method, path, parsed, headers, body)
+        return parsed
 
     def json(self, method, path, **kwargs):
         """request(), then checks Content-Type: application/json and decodes the body.
@@ -465,9 +486,14 @@ class Stack:
             sender = threading.Thread(target=_send_all, args=(sock, [data, *body_chunks]), daemon=True)
             sender.start()
             try:
-                return read_response(sock, method)
+                resp = read_response(sock, method)
             finally:
                 sender.join(timeout)
+        request_line = data.split(b"\r\n", 1)[0].split(b" ")
+        if len(request_line) == 3:  # a request line we can name the operation by
+            check_schema(method, request_line[1].decode("latin-1"), resp,
+                         raw_request=data[:2000] + (bytes(body_chunks[0][:300]) if body_chunks else b""))
+        return resp
 
     # -- database
 
@@ -481,6 +507,28 @@ class Stack:
         """Runs one statement on a fresh connection (closed afterwards); returns all its rows."""
         with contextlib.closing(self.db()) as conn:
             return conn.execute(query, params).fetchall()
+
+
+def check_schema(method, path, resp, request_headers=None, request_body=None, raw_request=None):
+    """Raises AssertionError when resp does not conform to the OpenAPI document (openapi_check), with the
+    problems, the request and the response. Does nothing under E2E_NO_SCHEMA=1 or while the document
+    describes no paths."""
+    if not openapi_check.active():
+        return
+    problems = openapi_check.check_response(method, path, resp.status, resp.headers, resp.body)
+    if not problems:
+        return
+    if raw_request is not None:
+        request = raw_request.decode("utf-8", "replace")
+    else:
+        body = request_body or b""
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        request = f"{method} {path} {dict(request_headers or {})} {body[:300].decode('utf-8', 'replace')!r}"
+    raise AssertionError(
+        f"not as the OpenAPI document says: {problems[0]}\n  " + "\n  ".join(problems[1:] + [
+            f"request: {request}", f"response: {resp.describe()}",
+            "(conf/docs/openapi.json; E2E_NO_SCHEMA=1 skips this check)"]))
 
 
 def _send_all(sock, parts):
