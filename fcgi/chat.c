@@ -388,10 +388,13 @@ model_and_stream(struct send *s, struct ac_verrs *v, struct json_object *body)
 	s->stream = wants_stream(s->c);
 	if (body == NULL)
 		return;
-	if (json_object_object_get_ex(body, "model", &m) && m != NULL) {
+	if (json_object_object_get_ex(body, "model", &m)) {
 		struct ac_str alias;
 
-		if (!json_object_is_type(m, json_type_string)) {
+		if (m == NULL) {
+			ac_verrs_add(v, "body", "model", "none is not an allowed value", "type_error.none.not_allowed",
+			    false, 0);
+		} else if (!json_object_is_type(m, json_type_string)) {
 			ac_verrs_add(v, "body", "model", "str type expected", "type_error.str", false, 0);
 		} else {
 			alias = ac_json_get_str(m);
@@ -408,8 +411,11 @@ model_and_stream(struct send *s, struct ac_verrs *v, struct json_object *body)
 			}
 		}
 	}
-	if (json_object_object_get_ex(body, "stream", &m) && m != NULL) {
-		if (!json_object_is_type(m, json_type_boolean))
+	if (json_object_object_get_ex(body, "stream", &m)) {
+		if (m == NULL)
+			ac_verrs_add(v, "body", "stream", "none is not an allowed value", "type_error.none.not_allowed",
+			    false, 0);
+		else if (!json_object_is_type(m, json_type_boolean))
 			ac_verrs_add(v, "body", "stream", "value could not be parsed to a boolean", "type_error.bool",
 			    false, 0);
 		else

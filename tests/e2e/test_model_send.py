@@ -17,6 +17,9 @@ MODELS = [
     {"alias": "smart", "model": "openai/gpt-oss-120b", "temperature": 0.7, "max_completion_tokens": 16384,
      "context_window": 131072, "reasoning_effort": "high"},
 ]
+NULL_MODEL = {"loc": ["body", "model"], "msg": "none is not an allowed value", "type": "type_error.none.not_allowed"}
+NULL_STREAM = {"loc": ["body", "stream"], "msg": "none is not an allowed value",
+               "type": "type_error.none.not_allowed"}
 BAD_ALIAS = {"loc": ["body", "model"], "msg": "value is not a valid enumeration member; permitted: "
              "'fast', 'balanced', 'smart'", "type": "type_error.enum"}
 
@@ -90,6 +93,8 @@ def invalid_sends_are_422():
         (dict(good, message=""), [too_short(1, "body", "message")]),
         (dict(good, model="gpt-4"), [BAD_ALIAS]),
         (dict(good, stream="yes"), [not_bool("body", "stream")]),
+        # null is not "use the default" (as FastAPI would refuse it too)
+        (dict(good, model=None, stream=None), [NULL_MODEL, NULL_STREAM]),
     ]
     for body, entries in cases:
         expect_422(s, "POST", "/chat", entries, json=body)
