@@ -30,8 +30,12 @@ DOC_OBJ = build/openapi_doc.o
 FCGI_OBJ = $(FCGI_SRC:%.c=build/%.o)
 HEADERS = $(wildcard common/*.h fcgi/*.h)
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
+FUZZ_TARGETS = body target sse
+REPLAYS = $(FUZZ_TARGETS:%=build/tests/replay_%)
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps docs run test unit e2e bench clean FORCE
+.PHONY: all deps docs run test unit e2e bench fuzz clean FORCE
+SHELL = /bin/bash
 .DELETE_ON_ERROR:
 
 all: build/ai-chat-fcgi
@@ -101,6 +105,28 @@ build/tests/%: tests/unit/%.c $(COMMON_OBJ) build/fcgi/http.o $(HEADERS) build/.
 	@mkdir -p build/tests
 	$(CC) $(CFLAGS) -o $@ $< $(COMMON_OBJ) build/fcgi/http.o $(LDLIBS) -lcmocka
 
+# A fuzz target run over its corpus in tests/fuzz/corpus/ with the ordinary compiler (make test).
+build/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(COMMON_OBJ) build/fcgi/http.o $(HEADERS) build/.flags
+	@mkdir -p build/tests
+	$(CC) $(CFLAGS) -DCORPUS_DIR='"tests/fuzz/corpus/$*"' -o $@ tests/fuzz/fuzz_$*.c tests/fuzz/replay.c \
+		$(COMMON_OBJ) build/fcgi/http.o $(LDLIBS)
+
+# make fuzz: each target under libFuzzer (clang) for FUZZ_SECONDS, starting from a copy of its corpus;
+# inputs worth keeping are left in build/fuzz/corpus-NAME.
+FUZZ_SRC = $(COMMON_SRC) fcgi/http.c build/migrations.c build/models_default.c
+fuzz: build/migrations.c build/models_default.c
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="clang libclang-rt-14-dev"
+	@mkdir -p build/fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined $(shell pkg-config --cflags json-c) \
+			-o build/fuzz/fuzz_$$t tests/fuzz/fuzz_$$t.c $(FUZZ_SRC) $(LDLIBS) || exit 1; \
+		rm -rf build/fuzz/corpus-$$t; cp -r tests/fuzz/corpus/$$t build/fuzz/corpus-$$t; \
+		echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+		build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+			-artifact_prefix=build/fuzz/crash-$$t- build/fuzz/corpus-$$t 2>&1 | grep -E "^#[0-9]+ +DONE|Done [0-9]+ runs|ERROR|SUMMARY" ; \
+		test $${PIPESTATUS[0]} -eq 0 || exit 1; \
+	done
+
 build/bench-trivial: tests/bench/trivial.c build/.flags
 	@mkdir -p build
 	$(CC) $(CFLAGS) -o $@ $< -lfcgi -pthread
@@ -117,11 +143,11 @@ run: deps
 	PORT=$(PORT) conf/stack.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all docs $(UNIT_TESTS)
-	@PYTHON=$(PYTHON) tests/run.sh $(UNIT_TESTS)
+	@$(MAKE) --no-print-directory all docs $(UNIT_TESTS) $(REPLAYS)
+	@PYTHON=$(PYTHON) tests/run.sh $(UNIT_TESTS) $(REPLAYS)
 
-unit: $(UNIT_TESTS)
-	@tests/run.sh --unit-only $(UNIT_TESTS)
+unit: $(UNIT_TESTS) $(REPLAYS)
+	@tests/run.sh --unit-only $(UNIT_TESTS) $(REPLAYS)
 
 bench:
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(BENCH_PACKAGES)"

@@ -207,18 +207,16 @@ first_choice(struct json_object *o)
 	return json_object_array_get_idx(choices, 0);
 }
 
-/* One event of the stream: a chat.completion.chunk, an error, or [DONE]. */
-static enum ac_err
-on_event(void *arg, const char *data, size_t len)
+enum ac_err
+ac_llm_parse_event(struct ac_llm_result *res, const char *data, size_t len, bool *done, size_t *piece_at)
 {
-	struct ac_provider *p = arg;
-	struct ac_llm_result *res = p->res;
 	struct json_object *o = NULL, *choice, *delta, *v, *xg;
 	struct ac_json_error jerr;
 	enum ac_err err = AC_OK;
 
+	*piece_at = res->text.len;
 	if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
-		p->done = true;
+		*done = true;
 		return AC_OK;
 	}
 	if (ac_json_parse(data, len, &o, &jerr) != AC_OK || !json_object_is_type(o, json_type_object)) {
@@ -247,28 +245,37 @@ on_event(void *arg, const char *data, size_t len)
 	read_finish(res, choice);
 	if (json_object_object_get_ex(choice, "delta", &delta) &&
 	    json_object_object_get_ex(delta, "content", &v) && json_object_is_type(v, json_type_string)) {
-		struct ac_str piece = ac_json_get_str(v);
-
-		if (piece.len == 0)
-			goto out;
-		ac_buf_add(&res->text, piece.ptr, piece.len);
+		ac_buf_add(&res->text, json_object_get_string(v), (size_t)json_object_get_string_len(v));
 		if (ac_buf_err(&res->text) != AC_OK) {
 			set_fail(res, AC_LLM_BAD_RESPONSE, "the reply was larger than %zu bytes", res->text.max);
 			err = AC_ETOOBIG;
-			goto out;
-		}
-		p->last_activity = time(NULL);
-		if (p->hooks != NULL && p->hooks->delta != NULL) {
-			p->delivered = true;
-			if (p->hooks->delta(p->hooks->arg, piece.ptr, piece.len) != AC_OK) {
-				set_fail(res, AC_LLM_CANCELLED, "the client went away");
-				err = AC_EIO;
-			}
 		}
 	}
 out:
 	json_object_put(o);
 	return err;
+}
+
+/* One event of the stream: parsed, then its piece handed on. */
+static enum ac_err
+on_event(void *arg, const char *data, size_t len)
+{
+	struct ac_provider *p = arg;
+	struct ac_llm_result *res = p->res;
+	size_t at;
+	enum ac_err err = ac_llm_parse_event(res, data, len, &p->done, &at);
+
+	if (err != AC_OK || res->text.len == at)
+		return err;
+	p->last_activity = time(NULL);
+	if (p->hooks != NULL && p->hooks->delta != NULL) {
+		p->delivered = true;
+		if (p->hooks->delta(p->hooks->arg, res->text.data + at, res->text.len - at) != AC_OK) {
+			set_fail(res, AC_LLM_CANCELLED, "the client went away");
+			return AC_EIO;
+		}
+	}
+	return AC_OK;
 }
 
 static long

@@ -92,6 +92,14 @@ void ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const
  */
 enum ac_llm_fail ac_provider_ping(struct ac_provider *p, char *detail, size_t detail_size);
 
+/*
+ * Parses one event of a streamed completion into res: the text it adds (from *piece_at on), the
+ * model, usage and finish reason; *done for [DONE]; a failure (error event, not JSON, too large) is
+ * set in res and returned.  The stream parser's core, apart so it can be fuzzed.
+ */
+enum ac_err ac_llm_parse_event(struct ac_llm_result *res, const char *data, size_t len, bool *done,
+    size_t *piece_at);
+
 /* Removes every copy of secret from s (in place), so a provider's message can never echo the key. */
 void ac_scrub(char *s, const char *secret);
 

@@ -29,7 +29,7 @@ import urllib.request
 import uuid
 
 from api import create_chat, new_user
-from harness import ROOT, Stack, encode_json
+from harness import ROOT, Response, Stack, check_schema, encode_json
 
 FAKE_PROVIDER = ROOT / "tests" / "fake_provider.py"
 API_KEY = "test-key"
@@ -271,6 +271,8 @@ class EventStream:
     """A streaming POST read incrementally: .status, .headers, then events() as they arrive."""
 
     def __init__(self, stack, path, body, headers=None, timeout=30):
+        self.path = path
+        self.raw = bytearray()  # every line read, checked against the OpenAPI document at the end
         self.conn = http.client.HTTPConnection("127.0.0.1", stack.port, timeout=timeout)
         self.started = time.monotonic()
         self.conn.request("POST", path, body=encode_json(body),
@@ -286,7 +288,9 @@ class EventStream:
         while True:
             line = self.resp.readline()
             if not line:
+                check_schema("POST", self.path, Response(self.status, self.headers, bytes(self.raw)))
                 return
+            self.raw += line
             line = line.decode("utf-8").rstrip("\n")
             at = time.monotonic() - self.started
             if line.startswith(":"):
