@@ -2,11 +2,14 @@
 # serve or test.  See README.md.
 
 PORT ?= 8080
+# make install: into $(DESTDIR)$(PREFIX); the binary reads $(SYSCONFDIR)/ai-chat-fcgi/ai-chat.env by default.
+PREFIX ?= /usr/local
+SYSCONFDIR ?= $(PREFIX)/etc
 PYTHON ?= /usr/bin/python3
 CC = gcc
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fno-strict-aliasing \
-	$(shell pkg-config --cflags json-c 2>/dev/null)
+	$(shell pkg-config --cflags json-c 2>/dev/null) -DAC_SYSCONF_FILE='"$(SYSCONFDIR)/ai-chat-fcgi/ai-chat.env"'
 LDLIBS = -lfcgi -lsqlite3 -lcurl $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -pthread
 # make test SANITIZE=1: everything built and run under AddressSanitizer and UndefinedBehaviorSanitizer.
 ifeq ($(SANITIZE),1)
@@ -18,7 +21,8 @@ endif
 
 # Debian packages: what building, running and testing need, and what only the benchmark needs.
 PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcurl4-openssl-dev \
-	libcmocka-dev ca-certificates nginx-light python3 python3-jsonschema curl chromium chromium-driver
+	libcmocka-dev ca-certificates nginx-light python3 python3-jsonschema curl chromium chromium-driver \
+	lighttpd spawn-fcgi apache2 libapache2-mod-fcgid man-db
 BENCH_PACKAGES = wrk
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
@@ -34,7 +38,7 @@ FUZZ_TARGETS = body target sse
 REPLAYS = $(FUZZ_TARGETS:%=build/tests/replay_%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps docs run test unit e2e bench fuzz clean FORCE
+.PHONY: all deps docs run test unit e2e bench fuzz clean install uninstall test-deploy FORCE
 SHELL = /bin/bash
 .DELETE_ON_ERROR:
 
@@ -49,8 +53,11 @@ deps:
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ]; then echo "deps: missing Debian packages:$$missing (run as root, or apt-get install them)"; exit 1; fi; \
 		echo "deps: installing with apt-get:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
-			|| { echo "deps: apt-get install failed"; exit 1; }; \
+		guard=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+			printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d && guard=1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+		rc=$$?; [ -n "$$guard" ] && rm -f /usr/sbin/policy-rc.d; \
+		[ $$rc = 0 ] || { echo "deps: apt-get install failed"; exit 1; }; \
 	fi
 
 build/ai-chat-fcgi: build/fcgi/main.o $(FCGI_OBJ) $(COMMON_OBJ) $(DOC_OBJ)
@@ -154,6 +161,20 @@ bench:
 	@$(MAKE) --no-print-directory all build/bench-trivial
 	tests/bench/bench.sh
 	$(PYTHON) tests/bench/chat_bench.py
+
+# Installs under $(DESTDIR)$(PREFIX) (conf/install.sh lists what goes where); uninstall removes it
+# again but keeps the settings file and the databases.
+install: all
+	PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)' DESTDIR='$(DESTDIR)' conf/install.sh install
+
+uninstall:
+	PREFIX='$(PREFIX)' SYSCONFDIR='$(SYSCONFDIR)' DESTDIR='$(DESTDIR)' conf/install.sh uninstall
+
+# Only the deployment tests (lighttpd, CGI, spawn-fcgi, socket activation, make install, Apache);
+# make test runs them too.
+test-deploy: deps
+	@$(MAKE) --no-print-directory all docs
+	$(PYTHON) tests/deploy/run.py
 
 clean:
 	rm -rf build run

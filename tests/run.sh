@@ -47,6 +47,7 @@ suite() {
 if [ "$unit_only" = 0 ]; then
     suite e2e "$PYTHON" "$top/tests/e2e/run.py"
     suite browser "$PYTHON" "$top/tests/browser/run.py"
+    suite deploy "$PYTHON" "$top/tests/deploy/run.py"
 fi
 
 echo "$passed passed, $failed failed"
