@@ -117,7 +117,7 @@ parse_database_url(struct ac_config *cfg, const char *url, char *msg, size_t msg
 		snprintf(msg, msg_size, "DATABASE_URL: the path is too long");
 		return AC_EINVAL;
 	}
-	strcpy(cfg->db_path, path);
+	memcpy(cfg->db_path, path, strlen(path) + 1);
 	return AC_OK;
 }
 
@@ -171,7 +171,7 @@ get_str(const char *name, const char *dotenv, const char *def, char *out, size_t
 		snprintf(msg, msg_size, "%s: longer than %zu bytes", name, out_size - 1);
 		return AC_EINVAL;
 	}
-	strcpy(out, v);
+	memcpy(out, v, strlen(v) + 1);
 	return AC_OK;
 }
 
@@ -279,7 +279,7 @@ ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_
 			    sizeof(cfg->socket_path));
 			return AC_EINVAL;
 		}
-		strcpy(cfg->socket_path, v);
+		memcpy(cfg->socket_path, v, strlen(v) + 1);
 	}
 	v = ac_config_raw("FCGI_SOCKET_MODE", tmp, sizeof(tmp), dotenv);
 	cfg->socket_mode = 0660;
@@ -301,7 +301,7 @@ ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_
 			snprintf(msg, msg_size, "FCGI_SOCKET_GROUP: the group name is too long");
 			return AC_EINVAL;
 		}
-		strcpy(cfg->socket_group, v);
+		memcpy(cfg->socket_group, v, strlen(v) + 1);
 	}
 	if ((err = load_provider(cfg, dotenv, msg, msg_size)) != AC_OK)
 		return err;

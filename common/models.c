@@ -65,7 +65,7 @@ set_param(struct ac_model *m, const char *key, size_t klen, const char *val, siz
 			snprintf(why, why_size, "reasoning_effort must be low, medium or high, not '%s'", v);
 			return -1;
 		}
-		strcpy(m->reasoning_effort, v);
+		memcpy(m->reasoning_effort, v, vlen + 1);
 	} else {
 		snprintf(why, why_size, "unknown parameter '%.*s'", (int)klen, key);
 		return -1;

@@ -279,7 +279,7 @@ main(int argc, char **argv)
 			fprintf(stderr, "%s: --socket: the path is too long\n", PROGRAM);
 			return 2;
 		}
-		strcpy(cfg.socket_path, socket_arg);
+		memcpy(cfg.socket_path, socket_arg, strlen(socket_arg) + 1);
 	}
 	if (value_of != NULL)
 		return print_value(&cfg, value_of);

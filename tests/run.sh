@@ -44,6 +44,7 @@ suite() {
     fi
 }
 
+suite lint "$top/tests/lint.sh"
 if [ "$unit_only" = 0 ]; then
     suite e2e "$PYTHON" "$top/tests/e2e/run.py"
     suite browser "$PYTHON" "$top/tests/browser/run.py"

@@ -37,7 +37,7 @@ run_dir(const char *dir)
 		argv[argc] = malloc(strlen(dir) + strlen(e->d_name) + 2);
 		if (argv[argc] == NULL)
 			break;
-		sprintf(argv[argc], "%s/%s", dir, e->d_name);
+		snprintf(argv[argc], strlen(dir) + strlen(e->d_name) + 2, "%s/%s", dir, e->d_name);
 		argc++;
 	}
 	closedir(d);

@@ -98,23 +98,27 @@ json_keeps_utf8_and_replaces_invalid_bytes(void **state)
 	ac_buf_free(&b);
 }
 
-/* The escaping of one ASCII character, written out the long way. */
+/* The escaping of one ASCII character, written out the long way (out has 8 bytes). */
 static void
 reference_escape(char c, char *out)
 {
+	const char *e = NULL;
+
 	switch (c) {
-	case '"': strcpy(out, "\\\""); return;
-	case '\\': strcpy(out, "\\\\"); return;
-	case '\b': strcpy(out, "\\b"); return;
-	case '\f': strcpy(out, "\\f"); return;
-	case '\n': strcpy(out, "\\n"); return;
-	case '\r': strcpy(out, "\\r"); return;
-	case '\t': strcpy(out, "\\t"); return;
+	case '"': e = "\\\""; break;
+	case '\\': e = "\\\\"; break;
+	case '\b': e = "\\b"; break;
+	case '\f': e = "\\f"; break;
+	case '\n': e = "\\n"; break;
+	case '\r': e = "\\r"; break;
+	case '\t': e = "\\t"; break;
 	}
-	if ((unsigned char)c < 0x20 || c == 0x7f)
-		sprintf(out, "\\u%04x", (unsigned char)c);
+	if (e != NULL)
+		snprintf(out, 8, "%s", e);
+	else if ((unsigned char)c < 0x20 || c == 0x7f)
+		snprintf(out, 8, "\\u%04x", (unsigned char)c);
 	else
-		sprintf(out, "%c", c);
+		snprintf(out, 8, "%c", c);
 }
 
 static void
