@@ -447,7 +447,7 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 	struct send s;
 	struct ac_verrs v;
 	struct json_object *body = NULL;
-	struct ac_str message;
+	struct ac_str message = { NULL, 0 };
 	bool present;
 	enum ac_err err;
 

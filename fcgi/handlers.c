@@ -189,7 +189,7 @@ ac_h_chat_create(struct ac_ctx *c, const struct ac_str *args)
 {
 	struct ac_verrs v;
 	struct json_object *body = NULL;
-	struct ac_str user_id, title = { NULL, 0 };
+	struct ac_str user_id = { NULL, 0 }, title = { NULL, 0 };
 	bool present;
 	enum ac_err err;
 
@@ -277,7 +277,7 @@ ac_h_chat_rename(struct ac_ctx *c, const struct ac_str *args)
 {
 	struct ac_verrs v;
 	struct json_object *body = NULL;
-	struct ac_str user_id, title;
+	struct ac_str user_id = { NULL, 0 }, title = { NULL, 0 };
 	bool present;
 	enum ac_err err;
 

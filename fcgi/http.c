@@ -61,6 +61,8 @@ ac_path_parse(const char *raw, size_t len, char *scratch, struct ac_path *p)
 
 		if (ac_http_decode(raw + start, end - start, false, scratch, &n) != AC_OK)
 			return AC_EINVAL;
+		if (memchr(scratch, '\0', n) != NULL)
+			return AC_EINVAL;	/* %00: no path holds a NUL (nginx refuses it too) */
 		if (p->count < AC_PATH_MAX_SEGMENTS) {
 			p->seg[p->count].ptr = scratch;
 			p->seg[p->count].len = n;

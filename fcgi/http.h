@@ -32,7 +32,8 @@ struct ac_query {
  */
 enum ac_err ac_http_decode(const char *s, size_t len, bool plus_space, char *out, size_t *out_len);
 
-/* Splits an absolute path ("/chats/x") into decoded segments; scratch has room for len bytes. */
+/* Splits an absolute path ("/chats/x") into decoded segments; scratch has room for len bytes.
+ * AC_EINVAL for bad percent-encoding or an encoded NUL. */
 enum ac_err ac_path_parse(const char *raw, size_t len, char *scratch, struct ac_path *p);
 
 /* Splits a query string into decoded name/value pairs; scratch has room for len bytes. */

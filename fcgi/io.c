@@ -1,5 +1,6 @@
 /* The request's input and output: FastCGI streams, or stdin and stdout for a CGI request. */
 #include <errno.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "worker.h"
@@ -38,4 +39,14 @@ int
 ac_io_flush(struct ac_ctx *c)
 {
 	return c->cgi ? 0 : FCGX_FFlush(c->fcgi.out);	/* CGI output is not buffered here */
+}
+
+int
+ac_io_read_complete(struct ac_ctx *c)
+{
+	/* FastCGI: the empty record that ends the input arrived, and no error came before it.  CGI:
+	 * the end of stdin is the end (a short body is caught against CONTENT_LENGTH). */
+	if (c->cgi)
+		return 1;
+	return FCGX_GetError(c->fcgi.in) == 0 && FCGX_HasSeenEOF(c->fcgi.in) == EOF;
 }

@@ -101,7 +101,7 @@ ac_request_parse(struct ac_ctx *c)
 	return true;
 }
 
-/* Reads the body into c->in: 0, or the status to answer (413 too large, 400 short). */
+/* Reads the body into c->in: 0, or the status to answer (413 too large, 400 short, 499 cut off). */
 static int
 read_body(struct ac_ctx *c)
 {
@@ -129,6 +129,8 @@ read_body(struct ac_ctx *c)
 		if (c->in.len > max)
 			return 413;	/* the rest stays unread: the front end discards it */
 	}
+	if (n < 0 || !ac_io_read_complete(c))
+		return 499;	/* the stream was cut before its end: never act on part of a body */
 	if (r->content_length >= 0 && c->in.len < (size_t)r->content_length)
 		return 400;
 	r->body.ptr = c->in.data != NULL ? c->in.data : "";
@@ -155,9 +157,14 @@ ac_request_json(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json
 		ac_resp_error(c, 413, detail);
 		return false;
 	}
+	if (status == 400 || status == 499) {
+		/* A body cut off is the client's doing; it is gone, but answer as for a short one. */
+		ac_resp_error(c, 400, status == 400 ? "Request body shorter than its Content-Length" :
+		    "Request body cut off before its end");
+		return false;
+	}
 	if (status != 0) {
-		ac_resp_error(c, status, status == 400 ? "Request body shorter than its Content-Length" :
-		    "Out of memory");
+		ac_resp_error(c, 500, "Out of memory");
 		return false;
 	}
 	if (c->req.body.len == 0) {
@@ -173,8 +180,15 @@ ac_request_json(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json
 bool
 ac_request_object(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json_object **obj)
 {
+	int before = v->count;
+
 	if (!ac_request_json(c, v, required, obj))
 		return false;
+	/* JSON null parses to no object at all: not a dict either. */
+	if (*obj == NULL && c->req.body.len > 0 && v->count == before) {
+		ac_verrs_add(v, "body", NULL, "value is not a valid dict", "type_error.dict", false, 0);
+		return true;
+	}
 	if (*obj != NULL && !json_object_is_type(*obj, json_type_object)) {
 		json_object_put(*obj);
 		*obj = NULL;

@@ -95,6 +95,8 @@ int ac_io_read(struct ac_ctx *c, char *buf, int len);
 int ac_io_write(struct ac_ctx *c, const char *buf, int len);
 /* Sends what is buffered now; -1 when the client has gone away. */
 int ac_io_flush(struct ac_ctx *c);
+/* After ac_io_read returned 0: whether the input really ended (1), rather than being cut off (0). */
+int ac_io_read_complete(struct ac_ctx *c);
 
 /* ---- request.c ---- */
 

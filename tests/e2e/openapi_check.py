@@ -11,7 +11,7 @@ the documented event shapes when the document gives them. Documented required re
 present (and match their schema). A 204 has no body.
 
 Not API operations, skipped: /docs, /redoc, /docs/assets/..., nginx's /.errors/... A path the document
-does not know (answered 404, or 400, 413, 414, 431, 500, 503 by nginx before routing) and a known path
+does not know (answered 404, or 400, 413, 414, 431, 500, 501, 503 by nginx before routing) and a known path
 answered 405 for a method it does not document are checked against components.responses NotFound,
 MethodNotAllowed, BadRequest, ... (GENERIC_RESPONSES) when the document defines them, else skipped; so is
 a CORS preflight (OPTIONS) unless the document describes OPTIONS for that path.
@@ -38,7 +38,8 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 SSE_FIELDS = ("event", "data", "id", "retry")
 # components.responses checked for a path the document does not describe (when it defines them).
 GENERIC_RESPONSES = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "ContentTooLarge",
-                     414: "UriTooLong", 431: "HeadersTooLarge", 500: "InternalError", 503: "ServiceUnavailable"}
+                     414: "UriTooLong", 431: "HeadersTooLarge", 500: "InternalError", 501: "NotImplemented",
+                     503: "ServiceUnavailable"}
 
 
 class Document:

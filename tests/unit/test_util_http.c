@@ -122,6 +122,7 @@ path_splits_into_decoded_segments(void **state)
 	assert_int_equal(ac_path_parse("/a/b/c/d/e/f/g/h/i/j", 20, scratch, &p), AC_OK);
 	assert_int_equal(p.count, 10);	/* counted, though only 8 are kept */
 	assert_int_equal(ac_path_parse("/%zz", 4, scratch, &p), AC_EINVAL);
+	assert_int_equal(ac_path_parse("/chats/a%00b", 12, scratch, &p), AC_EINVAL);
 	assert_int_equal(ac_path_parse("x", 1, scratch, &p), AC_EINVAL);
 }
 
