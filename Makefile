@@ -38,7 +38,7 @@ FUZZ_TARGETS = body target sse
 REPLAYS = $(FUZZ_TARGETS:%=build/tests/replay_%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps docs run test unit e2e bench fuzz clean install uninstall test-deploy FORCE
+.PHONY: all deps docs run test unit e2e bench fuzz clean install uninstall test-deploy valgrind soak FORCE
 SHELL = /bin/bash
 .DELETE_ON_ERROR:
 
@@ -175,6 +175,20 @@ uninstall:
 test-deploy: deps
 	@$(MAKE) --no-print-directory all docs
 	$(PYTHON) tests/deploy/run.py
+
+# make valgrind: the unit tests and corpus replays under valgrind's memcheck, then part of the e2e suite
+# against workers run under it (tests/valgrind/run.sh); any memory error or definite/indirect leak fails.
+valgrind:
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="valgrind"
+	@$(MAKE) --no-print-directory all docs $(UNIT_TESTS) $(REPLAYS)
+	@PYTHON=$(PYTHON) tests/valgrind/run.sh $(UNIT_TESTS) $(REPLAYS)
+
+# make soak: SOAK_SECONDS (default 300) of mixed traffic against the stack and the fake provider
+# (tests/soak/run.py); fails on any unexpected answer or on growth of a worker's memory.
+SOAK_SECONDS ?= 300
+soak: deps
+	@$(MAKE) --no-print-directory all docs
+	@SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) tests/soak/run.py
 
 clean:
 	rm -rf build run

@@ -421,12 +421,14 @@ classify(struct ac_provider *p, CURLcode rc)
 	if (res->fail != AC_LLM_OK)
 		return false;	/* set by a callback: cancelled, malformed, too large */
 	if (rc != CURLE_OK) {
-		double connect = 0;
+		curl_off_t pretransfer = 0;
 
-		curl_easy_getinfo(p->curl, CURLINFO_CONNECT_TIME, &connect);
+		/* Whether the request went out: the connect time is 0 on a reused (kept-alive) connection
+		 * too, so it cannot tell a connect timeout from a provider that went silent. */
+		curl_easy_getinfo(p->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
 		switch (rc) {
 		case CURLE_OPERATION_TIMEDOUT:
-			if (connect <= 0) {
+			if (pretransfer <= 0) {
 				set_fail(res, AC_LLM_UNREACHABLE, "could not connect to the provider within %d ms",
 				    p->cfg->connect_timeout_ms);
 				return !p->delivered;

@@ -69,6 +69,26 @@ def malformed_answer_is_503():
 
 
 @test
+def silent_provider_on_a_kept_alive_connection_times_out():
+    # Regression: on a reused connection libcurl reports no connect time, and a provider that went
+    # silent was taken for one that could not be reached ("could not connect", and a retry).
+    provider = shared_provider()
+    env = model_env(provider, PROVIDER_RETRIES="1", PROVIDER_TIMEOUT_S="2", WORKER_PROCESSES="1",
+                    WORKER_THREADS="1")
+    with Stack(env=env) as s:
+        user, chat_id = new_chat(s)
+        status, _, data = send(s, chat_id, user, f"warm the connection {tag()}")
+        assert status == 200, f"{status} {data!r}"
+        t = tag()
+        started = time.monotonic()
+        status, headers, data = send(s, chat_id, user, f"#fault=hang {t}")
+        elapsed = time.monotonic() - started
+        check_failure(status, headers, data, "did not answer within 2 s")
+        assert elapsed < 4, f"answered after {elapsed:.2f} s: the timeout was retried"
+        assert len(provider.requests_for(t)) == 1, "a timeout was retried"
+
+
+@test
 def silent_provider_times_out():
     _, s = shared("no_retry")   # PROVIDER_TIMEOUT_S=2, PROVIDER_RETRIES=0
     started = time.monotonic()
