@@ -1,7 +1,9 @@
 /* The repository on SQLite: one connection per struct ac_repo, statements prepared once and reused. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -440,8 +442,8 @@ ac_repo_ping(struct ac_repo *r)
 	return exec(r, S_PING);
 }
 
-enum ac_err
-ac_repo_chat_create(struct ac_repo *r, struct ac_str user_id, struct ac_str title, ac_chat_fn fn,
+static enum ac_err
+locked_chat_create(struct ac_repo *r, struct ac_str user_id, struct ac_str title, ac_chat_fn fn,
     void *arg)
 {
 	char id[AC_UUID_LEN + 1];
@@ -507,8 +509,8 @@ out:
 	return commit(r, err);
 }
 
-enum ac_err
-ac_repo_chat_rename(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+static enum ac_err
+locked_chat_rename(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
     struct ac_str title, ac_chat_fn fn, void *arg)
 {
 	sqlite3_stmt *s;
@@ -523,8 +525,8 @@ ac_repo_chat_rename(struct ac_repo *r, struct ac_str chat_id, struct ac_str user
 	return each_chat(r, s, fn, arg);
 }
 
-enum ac_err
-ac_repo_chat_delete(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
+static enum ac_err
+locked_chat_delete(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
 {
 	sqlite3_stmt *s;
 	enum ac_err err;
@@ -690,8 +692,8 @@ idem_lookup(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, str
 	return run(r, s, NULL);
 }
 
-enum ac_err
-ac_repo_send_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, struct ac_str content,
+static enum ac_err
+locked_send_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, struct ac_str content,
     struct ac_str idem_key, int64_t lock_until_us, struct ac_send *out)
 {
 	int64_t now = ac_now_us();
@@ -773,8 +775,8 @@ out:
 	return commit(r, err);
 }
 
-enum ac_err
-ac_repo_reply_add(struct ac_repo *r, struct ac_str chat_id, const struct ac_reply *reply, int64_t *id,
+static enum ac_err
+locked_reply_add(struct ac_repo *r, struct ac_str chat_id, const struct ac_reply *reply, int64_t *id,
     int64_t *created_at)
 {
 	int64_t now = ac_now_us();
@@ -808,8 +810,8 @@ out:
 	return commit(r, err);
 }
 
-enum ac_err
-ac_repo_send_unlock(struct ac_repo *r, struct ac_str user_id, struct ac_str idem_key)
+static enum ac_err
+locked_send_unlock(struct ac_repo *r, struct ac_str user_id, struct ac_str idem_key)
 {
 	sqlite3_stmt *s;
 	enum ac_err err;
@@ -850,4 +852,107 @@ ac_repo_message_get(struct ac_repo *r, struct ac_str chat_id, int64_t id, ac_mes
 	sqlite3_bind_int64(s, 2, id);
 	err = each_message(r, s, count_message, &c);
 	return err == AC_OK && c.n == 0 ? AC_ENOTFOUND : err;
+}
+
+/*
+ * Writers of one process take turns on a mutex before they ask SQLite for its lock: a thousand
+ * threads polling the database file's lock would starve the one holding it.  Only the processes
+ * contend on the file, and SQLite's busy handler (on_busy) settles that.
+ */
+static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
+
+static enum ac_err
+write_lock(struct ac_repo *r)
+{
+	struct timespec until;
+	int rc;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += (time_t)(r->busy_timeout_us / 1000000);
+	until.tv_nsec += (long)(r->busy_timeout_us % 1000000) * 1000;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	rc = pthread_mutex_timedlock(&writer, &until);
+	if (rc == 0)
+		return AC_OK;
+	snprintf(r->errmsg, sizeof(r->errmsg), "database is locked");
+	return AC_EBUSY;
+}
+
+enum ac_err
+ac_repo_chat_create(struct ac_repo *r, struct ac_str user_id, struct ac_str title, ac_chat_fn fn,
+    void *arg)
+{
+	enum ac_err err = write_lock(r);
+
+	if (err != AC_OK)
+		return err;
+	err = locked_chat_create(r, user_id, title, fn, arg);
+	pthread_mutex_unlock(&writer);
+	return err;
+}
+
+enum ac_err
+ac_repo_chat_rename(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    struct ac_str title, ac_chat_fn fn, void *arg)
+{
+	enum ac_err err = write_lock(r);
+
+	if (err != AC_OK)
+		return err;
+	err = locked_chat_rename(r, chat_id, user_id, title, fn, arg);
+	pthread_mutex_unlock(&writer);
+	return err;
+}
+
+enum ac_err
+ac_repo_chat_delete(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
+{
+	enum ac_err err = write_lock(r);
+
+	if (err != AC_OK)
+		return err;
+	err = locked_chat_delete(r, chat_id, user_id);
+	pthread_mutex_unlock(&writer);
+	return err;
+}
+
+enum ac_err
+ac_repo_send_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, struct ac_str content,
+    struct ac_str idem_key, int64_t lock_until_us, struct ac_send *out)
+{
+	enum ac_err err = write_lock(r);
+
+	if (err != AC_OK)
+		return err;
+	err = locked_send_begin(r, chat_id, user_id, content, idem_key, lock_until_us, out);
+	pthread_mutex_unlock(&writer);
+	return err;
+}
+
+enum ac_err
+ac_repo_reply_add(struct ac_repo *r, struct ac_str chat_id, const struct ac_reply *reply, int64_t *id,
+    int64_t *created_at)
+{
+	enum ac_err err = write_lock(r);
+
+	if (err != AC_OK)
+		return err;
+	err = locked_reply_add(r, chat_id, reply, id, created_at);
+	pthread_mutex_unlock(&writer);
+	return err;
+}
+
+enum ac_err
+ac_repo_send_unlock(struct ac_repo *r, struct ac_str user_id, struct ac_str idem_key)
+{
+	enum ac_err err = write_lock(r);
+
+	if (err != AC_OK)
+		return err;
+	err = locked_send_unlock(r, user_id, idem_key);
+	pthread_mutex_unlock(&writer);
+	return err;
 }

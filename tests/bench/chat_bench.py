@@ -190,12 +190,13 @@ def concurrency(work):
         def one(i):
             start.wait()
             t = time.perf_counter()
+            body = b""
             try:
-                status, _ = stack.request("POST", "/chat", {"chat_id": chats[i], "user_id": "bench-conc-%d" % i,
-                                                            "message": "Hello #%d" % i})
+                status, body = stack.request("POST", "/chat", {"chat_id": chats[i], "user_id": "bench-conc-%d" % i,
+                                                               "message": "Hello #%d" % i})
             except OSError as e:
                 status = repr(e)
-            results[i] = (status, time.perf_counter() - t)
+            results[i] = (status, time.perf_counter() - t, body[:200])
 
         ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
         for t in ts:
@@ -212,7 +213,8 @@ def concurrency(work):
         errors = {}
         for r in results:
             if not r or r[0] != 200:
-                errors[str(r[0] if r else None)] = errors.get(str(r[0] if r else None), 0) + 1
+                key = "%s %s" % (r[0], r[2].decode(errors="replace")) if r else "None"
+                errors[key] = errors.get(key, 0) + 1
         times = [r[1] for r in results if r]
         print("%d concurrent POST /chat against a %.0f s provider (%s processes x %s threads):"
               % (n, delay, procs, threads))
@@ -229,8 +231,10 @@ def concurrency(work):
 
 def main():
     with tempfile.TemporaryDirectory(prefix="ai-chat-chatbench.") as work:
-        latency(work)
-        concurrency(work)
+        if os.environ.get("BENCH_PART", "all") in ("all", "latency"):
+            latency(work)
+        if os.environ.get("BENCH_PART", "all") in ("all", "concurrency"):
+            concurrency(work)
 
 
 if __name__ == "__main__":
