@@ -377,16 +377,13 @@ error_message(struct ac_provider *p, char *out, size_t out_size, char *code, siz
 	json_object_put(o);
 }
 
-/* Reads a complete (not streamed) chat completion from p->body. */
-static void
-read_completion(struct ac_provider *p)
+void
+ac_llm_parse_completion(struct ac_llm_result *res, const char *data, size_t len)
 {
-	struct ac_llm_result *res = p->res;
 	struct json_object *o = NULL, *choice, *msg, *v;
 	struct ac_json_error jerr;
 
-	if (ac_json_parse(p->body.data != NULL ? p->body.data : "", p->body.len, &o, &jerr) != AC_OK ||
-	    !json_object_is_type(o, json_type_object)) {
+	if (ac_json_parse(data, len, &o, &jerr) != AC_OK || !json_object_is_type(o, json_type_object)) {
 		set_fail(res, AC_LLM_BAD_RESPONSE, "the provider's answer is not JSON");
 		goto out;
 	}
@@ -451,7 +448,7 @@ classify(struct ac_provider *p, CURLcode rc)
 	}
 	if (status == 200) {
 		if (!p->stream)
-			read_completion(p);
+			ac_llm_parse_completion(res, p->body.data != NULL ? p->body.data : "", p->body.len);
 		else if (!p->done && res->finish_reason[0] == '\0')
 			set_fail(res, AC_LLM_UNREACHABLE, "the provider's stream ended before the reply did");
 		return res->fail == AC_LLM_UNREACHABLE && !p->delivered;

@@ -100,6 +100,9 @@ enum ac_llm_fail ac_provider_ping(struct ac_provider *p, char *detail, size_t de
 enum ac_err ac_llm_parse_event(struct ac_llm_result *res, const char *data, size_t len, bool *done,
     size_t *piece_at);
 
+/* Parses a complete (not streamed) chat completion into res; data[len] must be readable (a NUL). */
+void ac_llm_parse_completion(struct ac_llm_result *res, const char *data, size_t len);
+
 /* Removes every copy of secret from s (in place), so a provider's message can never echo the key. */
 void ac_scrub(char *s, const char *secret);
 

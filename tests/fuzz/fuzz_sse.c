@@ -1,7 +1,9 @@
 /* Fuzz target: the provider's answer: a stream of server-sent events fed in pieces of varying size
- * (the first byte picks them), each event parsed as a chat.completion.chunk. */
+ * (the first byte picks them), each event parsed as a chat.completion.chunk; and the same bytes as a
+ * complete (not streamed) chat completion. */
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../../common/provider.h"
@@ -29,6 +31,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct ac_sse sse;
 	struct state st;
 	size_t step, i;
+	char *text;
 
 	if (size == 0)
 		return 0;
@@ -44,5 +47,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	ac_llm_result_free(&st.res);
 	ac_sse_free(&sse);
+
+	text = malloc(size);
+	if (text != NULL) {
+		memcpy(text, data + 1, size - 1);
+		text[size - 1] = '\0';
+		ac_llm_result_init(&st.res, 1 << 20);
+		ac_llm_parse_completion(&st.res, text, size - 1);
+		ac_llm_result_free(&st.res);
+		free(text);
+	}
 	return 0;
 }
