@@ -27,8 +27,6 @@ enum stmt_id {
 	S_CHAT_OWNED,
 	S_MSG_AFTER,
 	S_MSG_BEFORE,
-	S_MSG_MORE_AFTER,
-	S_MSG_MORE_BEFORE,
 	S_CHAT_TOUCH,
 	S_MSG_INSERT,
 	S_MSG_DELETE,
@@ -64,15 +62,17 @@ static const char *const stmt_sql[S_COUNT] = {
 	    "WHERE id = ?1 AND user_id = ?2 RETURNING " CHAT_COLUMNS,
 	[S_CHAT_DELETE] = "DELETE FROM chats WHERE id = ?1 AND user_id = ?2",
 	[S_CHAT_OWNED] = "SELECT 1 FROM chats WHERE id = ?1 AND user_id = ?2",
-	[S_MSG_AFTER] = "SELECT " MSG_COLUMNS " FROM messages WHERE chat_id = ?1 AND id > ?2 "
-	    "ORDER BY id LIMIT ?3",
-	[S_MSG_BEFORE] = "SELECT * FROM (SELECT " MSG_COLUMNS " FROM messages "
-	    "WHERE chat_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3) ORDER BY id",
-	/* Whether the chat is the user's, and whether a message lies past the page, in one step. */
-	[S_MSG_MORE_AFTER] = "SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = ?1 AND id > ?3 "
-	    "ORDER BY id LIMIT 1 OFFSET ?4) FROM chats WHERE id = ?1 AND user_id = ?2",
-	[S_MSG_MORE_BEFORE] = "SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = ?1 AND id < ?3 "
-	    "ORDER BY id DESC LIMIT 1 OFFSET ?4) FROM chats WHERE id = ?1 AND user_id = ?2",
+	/*
+	 * A page in one statement (one snapshot): the rows, only when the chat is the user's, each with
+	 * whether a message lies past the page (both subqueries are run once, not per row).
+	 */
+	[S_MSG_AFTER] = "SELECT " MSG_COLUMNS ", (SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = ?1 "
+	    "AND id > ?3 ORDER BY id LIMIT 1 OFFSET ?4)) FROM messages WHERE chat_id = ?1 AND id > ?3 "
+	    "AND EXISTS (SELECT 1 FROM chats WHERE id = ?1 AND user_id = ?2) ORDER BY id LIMIT ?4",
+	[S_MSG_BEFORE] = "SELECT *, (SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = ?1 AND id < ?3 "
+	    "ORDER BY id DESC LIMIT 1 OFFSET ?4)) FROM (SELECT " MSG_COLUMNS " FROM messages "
+	    "WHERE chat_id = ?1 AND id < ?3 ORDER BY id DESC LIMIT ?4) "
+	    "WHERE EXISTS (SELECT 1 FROM chats WHERE id = ?1 AND user_id = ?2) ORDER BY id",
 	[S_CHAT_TOUCH] = "UPDATE chats SET updated_at = max(?2, updated_at + 1) WHERE id = ?1",
 	[S_MSG_INSERT] = "INSERT INTO messages (chat_id, role, content, created_at, model, prompt_tokens, "
 	    "completion_tokens, incomplete) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -269,9 +269,14 @@ out:
 	return err;
 }
 
-/* Steps a statement that yields messages, handing each to fn. */
+/*
+ * Steps a statement that yields messages, handing each to fn.  With more, the statement's tenth
+ * column says whether more messages lie past the page: *more is set before the first row is handed
+ * on, and *rows counts them.
+ */
 static enum ac_err
-each_message(struct ac_repo *r, sqlite3_stmt *s, ac_message_fn fn, void *arg)
+each_message_page(struct ac_repo *r, sqlite3_stmt *s, bool *more, int64_t *rows, ac_message_fn fn,
+    void *arg)
 {
 	enum ac_err err = AC_OK;
 	int rc;
@@ -291,6 +296,8 @@ each_message(struct ac_repo *r, sqlite3_stmt *s, ac_message_fn fn, void *arg)
 		m.model = col_str(s, 6);
 		m.prompt_tokens = sqlite3_column_int64(s, 7);
 		m.completion_tokens = sqlite3_column_int64(s, 8);
+		if (more != NULL && (*rows)++ == 0)
+			*more = sqlite3_column_int(s, 9) != 0;
 		if ((err = fn(arg, &m)) != AC_OK)
 			break;
 	}
@@ -298,6 +305,12 @@ each_message(struct ac_repo *r, sqlite3_stmt *s, ac_message_fn fn, void *arg)
 		err = fail(r, rc);
 	done(s);
 	return err;
+}
+
+static enum ac_err
+each_message(struct ac_repo *r, sqlite3_stmt *s, ac_message_fn fn, void *arg)
+{
+	return each_message_page(r, s, NULL, NULL, fn, arg);
 }
 
 static enum ac_err
@@ -567,29 +580,20 @@ ac_repo_message_list(struct ac_repo *r, struct ac_str chat_id, struct ac_str use
 {
 	sqlite3_stmt *s;
 	enum ac_err err;
-	int64_t beyond = 0;
+	int64_t rows = 0;
 
 	*more = false;
-	if ((err = exec(r, S_BEGIN)) != AC_OK)
+	if ((err = stmt(r, page->backward ? S_MSG_BEFORE : S_MSG_AFTER, &s)) != AC_OK)
 		return err;
-	/* Known before the first row is handed out, so it can go in a header. */
-	if ((err = stmt(r, page->backward ? S_MSG_MORE_BEFORE : S_MSG_MORE_AFTER, &s)) != AC_OK)
-		goto out;
 	bind_str(s, 1, chat_id);
 	bind_str(s, 2, user_id);
 	sqlite3_bind_int64(s, 3, page->cursor);
 	sqlite3_bind_int64(s, 4, page->limit);
-	if ((err = one_int(r, s, &beyond)) != AC_OK)
-		goto out;	/* no row: not the user's chat */
-	*more = beyond != 0;
-	if ((err = stmt(r, page->backward ? S_MSG_BEFORE : S_MSG_AFTER, &s)) != AC_OK)
-		goto out;
-	bind_str(s, 1, chat_id);
-	sqlite3_bind_int64(s, 2, page->cursor);
-	sqlite3_bind_int64(s, 3, page->limit);
-	err = each_message(r, s, fn, arg);
-out:
-	return commit(r, err);
+	err = each_message_page(r, s, more, &rows, fn, arg);
+	if (err != AC_OK || rows > 0)
+		return err;
+	/* No rows: an empty page of the user's chat, or not the user's chat at all. */
+	return owned(r, chat_id, user_id);
 }
 
 static enum ac_err
