@@ -250,26 +250,34 @@ out:
 	ac_verrs_free(&v);
 }
 
+/* The user of a /chats/{chat_id} route without a body: false when answered (422, or 404 for an id
+ * that is no UUID). */
+static bool
+chat_target(struct ac_ctx *c, const struct ac_str *args, struct ac_str *user_id)
+{
+	struct ac_verrs v;
+	bool ok;
+
+	ac_verrs_init(&v);
+	ok = query_user(c, &v, user_id);
+	if (!ok)
+		ac_resp_invalid(c, &v);
+	ac_verrs_free(&v);
+	return ok && chat_id_ok(c, args[0]);
+}
+
 void
 ac_h_chat_get(struct ac_ctx *c, const struct ac_str *args)
 {
-	struct ac_verrs v;
 	struct ac_str user_id;
 	enum ac_err err;
 
-	ac_verrs_init(&v);
-	if (!query_user(c, &v, &user_id)) {
-		ac_resp_invalid(c, &v);
-		goto out;
-	}
-	if (!chat_id_ok(c, args[0]))
-		goto out;
+	if (!chat_target(c, args, &user_id))
+		return;
 	ac_resp_start(c, 200);
 	err = ac_repo_chat_get(c->repo, args[0], user_id, chat_out, &c->resp.body);
 	if (err != AC_OK)
 		ac_resp_repo_error(c, err, args[0]);
-out:
-	ac_verrs_free(&v);
 }
 
 void
@@ -305,24 +313,16 @@ out:
 void
 ac_h_chat_delete(struct ac_ctx *c, const struct ac_str *args)
 {
-	struct ac_verrs v;
 	struct ac_str user_id;
 	enum ac_err err;
 
-	ac_verrs_init(&v);
-	if (!query_user(c, &v, &user_id)) {
-		ac_resp_invalid(c, &v);
-		goto out;
-	}
-	if (!chat_id_ok(c, args[0]))
-		goto out;
+	if (!chat_target(c, args, &user_id))
+		return;
 	err = ac_repo_chat_delete(c->repo, args[0], user_id);
 	if (err != AC_OK)
 		ac_resp_repo_error(c, err, args[0]);
 	else
 		ac_resp_start(c, 204);
-out:
-	ac_verrs_free(&v);
 }
 
 void
