@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,28 +9,29 @@
 
 #define DOTENV_MAX (64 * 1024)
 
-/* Finds NAME in a .env file: KEY=value lines, "export " prefix, # comments, optional quotes. */
+/*
+ * Finds NAME in the text of a .env file (read once by ac_config_load): KEY=value lines, "export "
+ * prefix, # comments, optional quotes; the last assignment wins.  A value that does not fit out is
+ * not cut short: *too_long is set instead.
+ */
 static const char *
-dotenv_get(const char *path, const char *name, char *out, size_t out_size)
+dotenv_get(const char *text, const char *name, char *out, size_t out_size, bool *too_long)
 {
-	FILE *f = fopen(path != NULL ? path : ".env", "r");
-	char line[4096];
-	const char *found = NULL;
-	size_t total = 0;
+	const char *line = text, *found = NULL;
 
-	if (f == NULL)
-		return NULL;
-	while (fgets(line, sizeof(line), f) != NULL && total < DOTENV_MAX) {
-		char *p = line, *eq, *val, *end;
+	while (line != NULL && *line != '\0') {
+		const char *nl = strchr(line, '\n');
+		const char *lend = nl != NULL ? nl : line + strlen(line);
+		const char *p = line, *eq, *val, *end;
 		size_t klen, vlen;
 
-		total += strlen(line);
-		while (*p == ' ' || *p == '\t')
+		line = nl != NULL ? nl + 1 : NULL;
+		while (p < lend && (*p == ' ' || *p == '\t'))
 			p++;
-		if (strncmp(p, "export ", 7) == 0)
+		if (lend - p > 7 && strncmp(p, "export ", 7) == 0)
 			p += 7;
-		eq = strchr(p, '=');
-		if (*p == '#' || eq == NULL)
+		eq = memchr(p, '=', (size_t)(lend - p));
+		if (p == lend || *p == '#' || eq == NULL)
 			continue;
 		klen = (size_t)(eq - p);
 		while (klen > 0 && (p[klen - 1] == ' ' || p[klen - 1] == '\t'))
@@ -37,43 +39,63 @@ dotenv_get(const char *path, const char *name, char *out, size_t out_size)
 		if (klen != strlen(name) || strncmp(p, name, klen) != 0)
 			continue;
 		val = eq + 1;
-		while (*val == ' ' || *val == '\t')
+		while (val < lend && (*val == ' ' || *val == '\t'))
 			val++;
-		end = val + strlen(val);
-		while (end > val && strchr(" \t\r\n", end[-1]) != NULL)
+		end = lend;
+		while (end > val && strchr(" \t\r", end[-1]) != NULL)
 			end--;
 		if (end - val >= 2 && (*val == '"' || *val == '\'') && end[-1] == *val) {
 			val++;
 			end--;
 		} else {
 			/* An unquoted value ends at a comment. */
-			char *hash = strstr(val, " #");
-
-			if (hash != NULL && hash < end) {
-				end = hash;
-				while (end > val && (end[-1] == ' ' || end[-1] == '\t'))
-					end--;
+			for (const char *h = val; h + 1 < end; h++) {
+				if ((h[0] == ' ' || h[0] == '\t') && h[1] == '#') {
+					end = h;
+					break;
+				}
 			}
+			while (end > val && (end[-1] == ' ' || end[-1] == '\t'))
+				end--;
 		}
 		vlen = (size_t)(end - val);
-		if (vlen >= out_size)
-			vlen = out_size - 1;
+		*too_long = vlen >= out_size;
+		if (*too_long)
+			continue;
 		memcpy(out, val, vlen);
 		out[vlen] = '\0';
-		found = out;	/* the last assignment wins */
+		found = out;
 	}
-	fclose(f);
-	return found;
+	return *too_long ? NULL : found;
 }
 
-const char *
-ac_config_raw(const char *name, char *tmp, size_t tmp_size, const char *dotenv)
+/* A setting as given: the environment first, then the .env text; NULL if unset (or too long). */
+static const char *
+raw(const char *name, char *tmp, size_t tmp_size, const char *file, bool *too_long)
 {
 	const char *v = getenv(name);
 
-	if (v != NULL)
-		return v;
-	return dotenv_get(dotenv, name, tmp, tmp_size);
+	*too_long = false;
+	if (v != NULL) {
+		*too_long = strlen(v) >= tmp_size;
+		return *too_long ? NULL : v;
+	}
+	return file != NULL ? dotenv_get(file, name, tmp, tmp_size, too_long) : NULL;
+}
+
+/* raw(), with a value too long for tmp turned into an error that names the setting. */
+static enum ac_err
+setting(const char *name, char *tmp, size_t tmp_size, const char *file, const char **out, char *msg,
+    size_t msg_size)
+{
+	bool too_long;
+
+	*out = raw(name, tmp, tmp_size, file, &too_long);
+	if (too_long) {
+		snprintf(msg, msg_size, "%s: longer than %zu bytes", name, tmp_size - 1);
+		return AC_EINVAL;
+	}
+	return AC_OK;
 }
 
 static enum ac_err
@@ -81,9 +103,11 @@ get_int(const char *name, const char *dotenv, long long def, long long min, long
     long long *out, char *msg, size_t msg_size)
 {
 	char tmp[256];
-	const char *v = ac_config_raw(name, tmp, sizeof(tmp), dotenv);
+	const char *v;
 	int64_t n;
 
+	if (setting(name, tmp, sizeof(tmp), dotenv, &v, msg, msg_size) != AC_OK)
+		return AC_EINVAL;
 	if (v == NULL || *v == '\0') {
 		*out = def;
 		return AC_OK;
@@ -163,8 +187,10 @@ get_str(const char *name, const char *dotenv, const char *def, char *out, size_t
     size_t msg_size)
 {
 	char tmp[AC_PATH_MAX];
-	const char *v = ac_config_raw(name, tmp, sizeof(tmp), dotenv);
+	const char *v;
 
+	if (setting(name, tmp, sizeof(tmp), dotenv, &v, msg, msg_size) != AC_OK)
+		return AC_EINVAL;
 	if (v == NULL || *v == '\0')
 		v = def;
 	if (strlen(v) >= out_size) {
@@ -235,8 +261,9 @@ load_provider(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_s
 	return ac_models_load(&cfg->models, models, msg, msg_size);
 }
 
-enum ac_err
-ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
+/* The settings, with dotenv the text of the .env file (NULL: none). */
+static enum ac_err
+load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 {
 	char tmp[AC_PATH_MAX];
 	const char *v;
@@ -246,7 +273,8 @@ ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_
 	memset(cfg, 0, sizeof(*cfg));
 	msg[0] = '\0';
 
-	v = ac_config_raw("DATABASE_URL", tmp, sizeof(tmp), dotenv);
+	if ((err = setting("DATABASE_URL", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
 	err = parse_database_url(cfg, v != NULL && *v != '\0' ? v : "sqlite:///./ai_chat.db", msg, msg_size);
 	if (err != AC_OK)
 		return err;
@@ -268,11 +296,13 @@ ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_
 		return err;
 	cfg->busy_timeout_ms = (int)n;
 
-	v = ac_config_raw("CORS_ORIGINS", tmp, sizeof(tmp), dotenv);
+	if ((err = setting("CORS_ORIGINS", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
 	if ((err = parse_origins(cfg, v != NULL ? v : "*", msg, msg_size)) != AC_OK)
 		return err;
 
-	v = ac_config_raw("FCGI_SOCKET", tmp, sizeof(tmp), dotenv);
+	if ((err = setting("FCGI_SOCKET", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
 	if (v != NULL && *v != '\0') {
 		if (strlen(v) >= sizeof(cfg->socket_path)) {
 			snprintf(msg, msg_size, "FCGI_SOCKET: a unix socket path must be under %zu bytes",
@@ -281,7 +311,8 @@ ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_
 		}
 		memcpy(cfg->socket_path, v, strlen(v) + 1);
 	}
-	v = ac_config_raw("FCGI_SOCKET_MODE", tmp, sizeof(tmp), dotenv);
+	if ((err = setting("FCGI_SOCKET_MODE", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
 	cfg->socket_mode = 0660;
 	if (v != NULL && *v != '\0') {
 		char *end;
@@ -295,7 +326,8 @@ ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_
 		}
 		cfg->socket_mode = (unsigned)mode;
 	}
-	v = ac_config_raw("FCGI_SOCKET_GROUP", tmp, sizeof(tmp), dotenv);
+	if ((err = setting("FCGI_SOCKET_GROUP", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
 	if (v != NULL && *v != '\0') {
 		if (strlen(v) >= sizeof(cfg->socket_group)) {
 			snprintf(msg, msg_size, "FCGI_SOCKET_GROUP: the group name is too long");
@@ -305,7 +337,8 @@ ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_
 	}
 	if ((err = load_provider(cfg, dotenv, msg, msg_size)) != AC_OK)
 		return err;
-	v = ac_config_raw("LOG_LEVEL", tmp, sizeof(tmp), dotenv);
+	if ((err = setting("LOG_LEVEL", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
 	cfg->log_level = AC_LOG_INFO;
 	if (v != NULL && *v != '\0' && ac_log_level_parse(v, &cfg->log_level) != AC_OK) {
 		snprintf(msg, msg_size, "LOG_LEVEL: '%s' is not error, warn, info or debug", v);
@@ -317,4 +350,34 @@ ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_
 		return err;
 	cfg->log_content = (int)n;
 	return AC_OK;
+}
+
+enum ac_err
+ac_config_load(struct ac_config *cfg, const char *path, char *msg, size_t msg_size)
+{
+	FILE *f = fopen(path != NULL ? path : ".env", "r");
+	char *text = NULL;
+	size_t n = 0;
+	enum ac_err err;
+
+	/* Read once; every setting is then looked up in memory. */
+	if (f != NULL) {
+		text = malloc(DOTENV_MAX + 1);
+		if (text == NULL) {
+			fclose(f);
+			snprintf(msg, msg_size, "out of memory reading %s", path != NULL ? path : ".env");
+			return AC_ENOMEM;
+		}
+		n = fread(text, 1, DOTENV_MAX + 1, f);
+		fclose(f);
+		if (n > DOTENV_MAX) {
+			free(text);
+			snprintf(msg, msg_size, "%s: larger than %d bytes", path != NULL ? path : ".env", DOTENV_MAX);
+			return AC_EINVAL;
+		}
+		text[n] = '\0';
+	}
+	err = load(cfg, text, msg, msg_size);
+	free(text);
+	return err;
 }

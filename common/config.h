@@ -51,12 +51,9 @@ struct ac_config {
 #define AC_DEFAULT_BASE_URL "https://api.groq.com/openai/v1"
 
 /*
- * Fills cfg.  dotenv is the path of the .env file to read (NULL: "./.env"; a missing file is fine).
- * On failure, msg (of msg_size bytes) names the setting and the problem.
+ * Fills cfg.  path is the .env file to read, once (NULL: "./.env"; a missing file is fine).  On
+ * failure, msg (of msg_size bytes) names the setting and the problem; a value is never cut short.
  */
-enum ac_err ac_config_load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size);
-
-/* The raw value of a setting as the configuration sees it (environment, then .env); NULL if unset. */
-const char *ac_config_raw(const char *name, char *tmp, size_t tmp_size, const char *dotenv);
+enum ac_err ac_config_load(struct ac_config *cfg, const char *path, char *msg, size_t msg_size);
 
 #endif

@@ -222,13 +222,3 @@ ac_json_cstr(struct ac_buf *b, const char *s)
 {
 	ac_json_str(b, s, strlen(s));
 }
-
-void
-ac_json_key(struct ac_buf *b, const char *key, int first)
-{
-	if (!first)
-		ac_buf_addc(b, ',');
-	ac_buf_addc(b, '"');
-	ac_buf_adds(b, key);
-	ac_buf_add(b, "\":", 2);
-}

@@ -36,7 +36,4 @@ void ac_json_escape(struct ac_buf *b, const char *s, size_t len);	/* without the
 void ac_json_str(struct ac_buf *b, const char *s, size_t len);
 void ac_json_cstr(struct ac_buf *b, const char *s);
 
-/* Appends "key": (with the quotes, the colon and a leading comma unless first). */
-void ac_json_key(struct ac_buf *b, const char *key, int first);
-
 #endif

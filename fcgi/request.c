@@ -42,7 +42,8 @@ ac_request_parse(struct ac_ctx *c)
 	enum ac_err err;
 
 	memset(r, 0, sizeof(*r));
-	r->method = method_of(param(c, "REQUEST_METHOD"));
+	r->method_name = param(c, "REQUEST_METHOD");
+	r->method = method_of(r->method_name);
 	r->content_type = param(c, "CONTENT_TYPE");
 	r->origin = param(c, "HTTP_ORIGIN");
 	r->acr_method = param(c, "HTTP_ACCESS_CONTROL_REQUEST_METHOD");
@@ -63,6 +64,8 @@ ac_request_parse(struct ac_ctx *c)
 	}
 	qmark = strchr(uri, '?');
 	path_len = qmark != NULL ? (size_t)(qmark - uri) : strlen(uri);
+	r->raw_path.ptr = uri;
+	r->raw_path.len = path_len;
 	qs = param(c, "QUERY_STRING");
 	if (qs == NULL)
 		qs = qmark != NULL ? qmark + 1 : "";

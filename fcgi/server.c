@@ -112,25 +112,18 @@ on_wake(int sig)
 static void
 log_request(struct ac_ctx *c, int64_t started)
 {
-	const char *method = FCGX_GetParam("REQUEST_METHOD", c->envp);
-	const char *uri = FCGX_GetParam("REQUEST_URI", c->envp);
-	struct ac_buf user;
-	size_t path_len;
+	struct ac_str path = c->req.raw_path;
+	struct ac_buf *user = &c->scratch;	/* the request's decoded target is no longer needed */
 
-	if (uri == NULL)
-		uri = "";
-	path_len = strcspn(uri, "?");
-	if (path_len > 512)
-		path_len = 512;
-	ac_buf_init(&user, 1024);
+	ac_buf_reset(user, SCRATCH_KEEP);
 	if (c->log.user_id_len > 0)
-		ac_json_str(&user, c->log.user_id, c->log.user_id_len);
+		ac_json_str(user, c->log.user_id, c->log.user_id_len);
 	ac_log(AC_LOG_INFO, "request method=%s path=%.*s status=%d ms=%.1f user_id=%s model=%s tokens=%lld+%lld%s",
-	    method != NULL ? method : "-", (int)path_len, uri, c->resp.status,
-	    (double)(ac_now_us() - started) / 1000.0, user.data != NULL ? user.data : "-",
-	    c->log.model != NULL ? c->log.model : "-", (long long)c->log.prompt_tokens,
-	    (long long)c->log.completion_tokens, c->resp.failed ? " client-gone" : "");
-	ac_buf_free(&user);
+	    c->req.method_name != NULL ? c->req.method_name : "-", (int)(path.len > 512 ? 512 : path.len),
+	    path.ptr != NULL ? path.ptr : "", c->resp.status, (double)(ac_now_us() - started) / 1000.0,
+	    user->len > 0 ? user->data : "-", c->log.model != NULL ? c->log.model : "-",
+	    (long long)c->log.prompt_tokens, (long long)c->log.completion_tokens,
+	    c->resp.failed ? " client-gone" : "");
 }
 
 static void

@@ -36,6 +36,8 @@ enum ac_method {
 
 struct ac_request {
 	enum ac_method method;
+	const char *method_name;	/* as sent (the log's) */
+	struct ac_str raw_path;		/* the target's path, still percent-encoded (the log's) */
 	struct ac_path path;
 	struct ac_query query;
 	const char *content_type;	/* NULL when absent or empty */

@@ -79,3 +79,20 @@ def message_over_the_budget_is_413_and_not_stored():
     assert data["detail"].startswith("Message too long for model 'fast': about "), data
     assert len(rows(s, chat_id)) == 2, f"the message was stored: {rows(s, chat_id)[-1]!r}"
     assert p.requests_for(t) == [], "the message was sent to the provider"
+
+
+@test
+def history_stops_at_ten_thousand_messages():
+    # HISTORY_MAX_MESSAGES in fcgi/chat.c: however small the messages, at most 10,000 of them (the
+    # new one included) are sent; these 10,050 tiny ones would all fit the budget.
+    p, s = shared()
+    user, chat_id = new_chat(s)
+    t = tag()
+    earlier = [f"m{i}" for i in range(10050)]
+    insert_messages(s, chat_id, earlier)
+    message = f"the newest {t} new"
+    status, _, data = send(s, chat_id, user, message)
+    assert status == 200, f"{status} {data!r}"
+    got = [m["content"] for m in sent_history(p, t)]
+    assert len(got) == 10000, f"sent {len(got)} messages"
+    assert got[-1] == message and got[0] == "m51" and got[-2] == "m10049", (got[:2], got[-2:])

@@ -98,6 +98,40 @@ bad_settings_are_named(void **state)
 }
 
 static void
+values_too_long_are_named_not_cut(void **state)
+{
+	char path[] = "/tmp/ac-env-long.XXXXXX";
+	char text[6000];
+	struct ac_config cfg;
+	char msg[256];
+	int fd = mkstemp(path);
+
+	(void)state;
+	assert_true(fd >= 0);
+	close(fd);
+	/* A system prompt one byte past its 4095 is refused from .env and from the environment alike. */
+	memset(text, 'p', sizeof(text));
+	memcpy(text, "SYSTEM_PROMPT=", 14);
+	text[14 + 4096] = '\n';
+	text[14 + 4097] = '\0';
+	write_file(path, text);
+	assert_int_equal(ac_config_load(&cfg, path, msg, sizeof(msg)), AC_EINVAL);
+	assert_non_null(strstr(msg, "SYSTEM_PROMPT"));
+	text[14 + 4095] = '\n';
+	text[14 + 4096] = '\0';
+	write_file(path, text);
+	assert_int_equal(ac_config_load(&cfg, path, msg, sizeof(msg)), AC_OK);
+	assert_int_equal(strlen(cfg.system_prompt), 4095);
+	text[14 + 4096] = '\0';
+	text[14 + 4095] = 'p';
+	setenv("SYSTEM_PROMPT", text + 14, 1);
+	assert_int_equal(ac_config_load(&cfg, "/nonexistent/.env", msg, sizeof(msg)), AC_EINVAL);
+	assert_non_null(strstr(msg, "SYSTEM_PROMPT"));
+	unsetenv("SYSTEM_PROMPT");
+	unlink(path);
+}
+
+static void
 verrs_format_is_fastapi(void **state)
 {
 	struct ac_verrs v;
@@ -205,6 +239,7 @@ main(void)
 		cmocka_unit_test_setup(defaults, clear_env),
 		cmocka_unit_test_setup(dotenv_is_read_and_environment_wins, clear_env),
 		cmocka_unit_test_setup(bad_settings_are_named, clear_env),
+		cmocka_unit_test_setup(values_too_long_are_named_not_cut, clear_env),
 		cmocka_unit_test(verrs_format_is_fastapi),
 		cmocka_unit_test(valid_int_and_bool),
 		cmocka_unit_test(valid_body_strings),
