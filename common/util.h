@@ -11,8 +11,12 @@
 #define AC_UUID_LEN 36		/* 8-4-4-4-12 hex digits and dashes */
 #define AC_TIME_LEN 27		/* 2026-11-25T00:20:14.718833Z */
 
-/* Microseconds since 1970-01-01 UTC. */
+/* Microseconds since 1970-01-01 UTC: for timestamps that are stored or shown, never for intervals. */
 int64_t ac_now_us(void);
+
+/* Microseconds on the monotonic clock (CLOCK_MONOTONIC): for intervals, deadlines and timeouts; a
+ * stepped wall clock does not move it. */
+int64_t ac_mono_us(void);
 
 /* Writes t as ISO 8601 UTC with microseconds and a Z; out gets AC_TIME_LEN bytes and a NUL. */
 void ac_time_format(int64_t t, char out[AC_TIME_LEN + 1]);
