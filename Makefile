@@ -26,9 +26,11 @@ PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-de
 BENCH_PACKAGES = wrk
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
-	common/provider.c common/repo_sqlite.c common/sse.c common/util.c common/valid.c
+	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/repo.c common/repo_send.c \
+	common/sse.c common/util.c common/valid.c
 FCGI_SRC = fcgi/chat.c fcgi/handlers.c fcgi/http.c fcgi/io.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
-SQL = $(sort $(wildcard sql/*.sql))
+SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))
+SQL_PG = $(sort $(wildcard sql/postgres/*.sql))
 COMMON_OBJ = $(COMMON_SRC:%.c=build/%.o) build/migrations.o build/models_default.o
 DOC_OBJ = build/openapi_doc.o
 FCGI_OBJ = $(FCGI_SRC:%.c=build/%.o)
@@ -72,21 +74,27 @@ build/%.o: %.c $(HEADERS) build/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-# The schema scripts, compiled in as strings, in file-name order.
-build/migrations.c: $(SQL) Makefile
-	@mkdir -p build
-	@{ echo '#include "../common/migrations.h"'; \
-	   echo 'const struct ac_migration ac_migrations[] = {'; \
-	   for f in $(SQL); do \
+# The schema scripts of each engine, compiled in as strings, in file-name order.
+define migrations_table
+	echo 'const struct ac_migration $(1)[] = {'; \
+	for f in $(2); do \
 		n=$$(basename $$f .sql); v=$$(echo "$$n" | sed -e 's/_.*//' -e 's/^0*//'); \
 		printf '\t{ %s, "%s",\n' "$$v" "$$n"; \
 		sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/^/\t"/' -e 's/$$/\\n"/' $$f; \
 		printf '\t},\n'; \
-	   done; \
-	   echo '};'; \
-	   echo 'const size_t ac_migrations_count = sizeof(ac_migrations) / sizeof(ac_migrations[0]);'; } > $@
+	done; \
+	echo '	{ 0, NULL, NULL }'; \
+	echo '};'; \
+	echo 'const size_t $(1)_count = sizeof($(1)) / sizeof($(1)[0]) - 1;'
+endef
 
-build/migrations.o: build/migrations.c common/migrations.h build/.flags
+build/migrations.c: $(SQL_SQLITE) $(SQL_PG) Makefile
+	@mkdir -p build
+	@{ echo '#include "../common/db_engine.h"'; \
+	   $(call migrations_table,ac_migrations_sqlite,$(SQL_SQLITE)); \
+	   $(call migrations_table,ac_migrations_pg,$(SQL_PG)); } > $@
+
+build/migrations.o: build/migrations.c common/db_engine.h common/db.h build/.flags
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 # conf/models.conf, compiled in for when no registry file is configured or found.

@@ -120,16 +120,58 @@ get_int(const char *name, const char *dotenv, long long def, long long min, long
 	return AC_OK;
 }
 
+/* url for logs: a password (user:PASSWORD@ in a URL, password=... in libpq's keyword form) as ***. */
+static void
+redact_url(const char *url, char *out, size_t out_size)
+{
+	const char *at, *colon, *scheme = strstr(url, "://"), *kw;
+
+	snprintf(out, out_size, "%s", url);
+	if (scheme != NULL) {
+		const char *auth = scheme + 3;
+
+		at = strchr(auth, '@');
+		colon = at != NULL ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+		if (colon != NULL)
+			snprintf(out, out_size, "%.*s***%s", (int)(colon + 1 - url), url, at);
+	}
+	kw = strstr(url, "password");
+	if (kw != NULL && (kw == url || kw[-1] == ' ' || kw[-1] == '&' || kw[-1] == '?')) {
+		const char *end = kw + 8;
+
+		while (*end == ' ')
+			end++;
+		if (*end == '=') {
+			end++;
+			while (*end != '\0' && *end != ' ' && *end != '&')
+				end++;
+			snprintf(out, out_size, "%.*spassword=***%s", (int)(kw - url), url, end);
+		}
+	}
+}
+
 static enum ac_err
 parse_database_url(struct ac_config *cfg, const char *url, char *msg, size_t msg_size)
 {
 	static const char prefix[] = "sqlite:///";
 	const char *path;
 
+	redact_url(url, cfg->db_display, sizeof(cfg->db_display));
+	/* PostgreSQL: a URI, or libpq's keyword form (host=... dbname=...), handed to libpq as it is. */
+	if (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0 ||
+	    (strchr(url, '=') != NULL && strstr(url, "://") == NULL)) {
+		if (strlen(url) >= sizeof(cfg->db_path)) {
+			snprintf(msg, msg_size, "DATABASE_URL: longer than %zu bytes", sizeof(cfg->db_path) - 1);
+			return AC_EINVAL;
+		}
+		cfg->db_kind = AC_DB_PG;
+		memcpy(cfg->db_path, url, strlen(url) + 1);
+		return AC_OK;
+	}
 	if (strncmp(url, prefix, sizeof(prefix) - 1) != 0) {
 		snprintf(msg, msg_size,
-		    "DATABASE_URL: '%s' is not supported: use sqlite:///relative/path or sqlite:////absolute/path",
-		    url);
+		    "DATABASE_URL: '%s' is not supported: use sqlite:///relative/path, sqlite:////absolute/path, "
+		    "or postgresql://user:password@host:port/database", cfg->db_display);
 		return AC_EINVAL;
 	}
 	path = url + sizeof(prefix) - 1;	/* "/abs" for sqlite:////abs, "./x" or "x" otherwise */
@@ -141,8 +183,20 @@ parse_database_url(struct ac_config *cfg, const char *url, char *msg, size_t msg
 		snprintf(msg, msg_size, "DATABASE_URL: the path is too long");
 		return AC_EINVAL;
 	}
+	cfg->db_kind = AC_DB_SQLITE;
 	memcpy(cfg->db_path, path, strlen(path) + 1);
 	return AC_OK;
+}
+
+void
+ac_config_db(const struct ac_config *cfg, struct ac_db_conf *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->kind = cfg->db_kind;
+	out->target = cfg->db_path;
+	out->busy_timeout_ms = cfg->busy_timeout_ms;
+	out->statement_timeout_ms = cfg->statement_timeout_ms;
+	out->prepared = cfg->db_prepared != 0;
 }
 
 static enum ac_err
@@ -295,6 +349,12 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	if ((err = get_int("DB_BUSY_TIMEOUT_MS", dotenv, 5000, 0, 600000, &n, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->busy_timeout_ms = (int)n;
+	if ((err = get_int("DB_STATEMENT_TIMEOUT_MS", dotenv, 30000, 0, 3600000, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->statement_timeout_ms = (int)n;
+	if ((err = get_int("DB_PREPARED", dotenv, 1, 0, 1, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->db_prepared = (int)n;
 
 	if ((err = setting("CORS_ORIGINS", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
 		return err;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "db.h"
 #include "err.h"
 #include "log.h"
 #include "models.h"
@@ -16,7 +17,11 @@
 #define AC_PATH_MAX 4096
 
 struct ac_config {
-	char db_path[AC_PATH_MAX];	/* from DATABASE_URL */
+	enum ac_db_kind db_kind;	/* DATABASE_URL's engine */
+	char db_path[AC_PATH_MAX];	/* SQLite: the file; PostgreSQL: the libpq connection string */
+	char db_display[AC_PATH_MAX];	/* DATABASE_URL for logs: any password replaced by *** */
+	int statement_timeout_ms;	/* DB_STATEMENT_TIMEOUT_MS (PostgreSQL) */
+	int db_prepared;		/* DB_PREPARED (PostgreSQL): named prepared statements */
 	int port;			/* PORT: the HTTP port of the front server under make run */
 	int processes;			/* WORKER_PROCESSES */
 	int threads;			/* WORKER_THREADS */
@@ -49,6 +54,9 @@ struct ac_config {
 #define AC_DEFAULT_SYSTEM_PROMPT \
 	"You are a helpful, friendly AI assistant. Answer clearly and concisely."
 #define AC_DEFAULT_BASE_URL "https://api.groq.com/openai/v1"
+
+/* The engine settings for ac_repo_open/ac_repo_migrate (pointing into cfg). */
+void ac_config_db(const struct ac_config *cfg, struct ac_db_conf *out);
 
 /*
  * Fills cfg.  path is the .env file to read, once (NULL: "./.env"; a missing file is fine).  On

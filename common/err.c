@@ -14,6 +14,8 @@ ac_strerror(enum ac_err err)
 		return "too large";
 	case AC_ENOTFOUND:
 		return "not found";
+	case AC_ECONFLICT:
+		return "already exists";
 	case AC_EBUSY:
 		return "database busy";
 	case AC_EDB:

@@ -8,6 +8,7 @@ enum ac_err {
 	AC_EINVAL,	/* malformed input or setting */
 	AC_ETOOBIG,	/* a limit was passed */
 	AC_ENOTFOUND,	/* no such row, or not the caller's */
+	AC_ECONFLICT,	/* a unique key already taken */
 	AC_EBUSY,	/* the database stayed locked past the busy timeout */
 	AC_EDB,		/* any other database failure (I/O, read-only, disk full, corrupt) */
 	AC_EIO,		/* the peer went away or a read/write failed */

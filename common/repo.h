@@ -1,6 +1,7 @@
 /*
  * The repository: every read and write of chats and messages.  Nothing here names the storage
- * engine, so another backend (PostgreSQL) can sit behind the same functions.
+ * engine: the logic is written once (common/repo*.c) over the engine interface of db.h, which
+ * SQLite and PostgreSQL implement.
  *
  * A struct ac_repo is one connection: use it from one thread at a time.  Rows are handed to a
  * callback; the strings in a row are valid only during the call.  Every lookup of a chat is by its
@@ -14,6 +15,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "db.h"
 #include "err.h"
 
 struct ac_repo;
@@ -55,12 +57,12 @@ typedef enum ac_err (*ac_chat_fn)(void *arg, const struct ac_chat *chat);
 typedef enum ac_err (*ac_message_fn)(void *arg, const struct ac_message *msg);
 
 /*
- * Brings the database at url-path to the current schema (creating it if needed): run once at start,
- * before connections are opened.  Safe when several processes start at once.
+ * Brings the database to the current schema (creating it if needed): run once at start, before
+ * connections are opened.  Safe when several processes (and hosts) start at once.
  */
-enum ac_err ac_repo_migrate(const char *path, int busy_timeout_ms, char *msg, size_t msg_size);
+enum ac_err ac_repo_migrate(const struct ac_db_conf *conf, char *msg, size_t msg_size);
 
-enum ac_err ac_repo_open(const char *path, int busy_timeout_ms, struct ac_repo **out);
+enum ac_err ac_repo_open(const struct ac_db_conf *conf, struct ac_repo **out);
 void ac_repo_close(struct ac_repo *r);
 
 /* The storage engine's words for the last failure, for a 503 detail (never NULL). */

@@ -72,8 +72,10 @@ do_install() {
     : > "$DESTDIR$manifest.new"
 
     put "$BINARY" "$BINDIR/ai-chat-fcgi" 0755
-    for f in "$top"/sql/*.sql; do
-        put "$f" "$share/sql/$(basename "$f")" 0644
+    for engine in sqlite postgres; do
+        for f in "$top"/sql/$engine/*.sql; do
+            [ -e "$f" ] && put "$f" "$share/sql/$engine/$(basename "$f")" 0644
+        done
     done
     put "$top/conf/models.conf" "$share/models.conf" 0644
     put "$top/conf/ai-chat-fcgi.8" "$MANDIR/man8/ai-chat-fcgi.8" 0644
@@ -144,7 +146,7 @@ do_uninstall() {
     fi
     # Directories left empty (never the settings' or the database's).
     for d in "$share/docs/assets/swagger-ui" "$share/docs/assets/redoc" "$share/docs/assets" \
-        "$share/docs" "$share/sql" "$share/examples/systemd" "$share/examples" "$share"; do
+        "$share/docs" "$share/sql/sqlite" "$share/sql/postgres" "$share/sql" "$share/examples/systemd" "$share/examples" "$share"; do
         [ -d "$DESTDIR$d" ] && rmdir "$DESTDIR$d" 2>/dev/null || true
     done
     say "removed ai-chat-fcgi from ${DESTDIR:-/} (kept $settings and $STATEDIR)"

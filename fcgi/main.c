@@ -244,6 +244,7 @@ int
 main(int argc, char **argv)
 {
 	struct ac_config cfg;
+	struct ac_db_conf db;
 	char msg[512];
 	const char *socket_arg = NULL, *value_of = NULL;
 	int check_only = 0, listen_fd, status;
@@ -288,12 +289,13 @@ main(int argc, char **argv)
 		return 2;
 	}
 
-	if (ac_repo_migrate(cfg.db_path, cfg.busy_timeout_ms, msg, sizeof(msg)) != AC_OK) {
-		fprintf(stderr, "%s: database: %s\n", PROGRAM, msg);
+	ac_config_db(&cfg, &db);
+	if (ac_repo_migrate(&db, msg, sizeof(msg)) != AC_OK) {
+		fprintf(stderr, "%s: database %s: %s\n", PROGRAM, cfg.db_display, msg);
 		return 1;
 	}
 	if (check_only) {
-		printf("%s: configuration and database %s are usable\n", PROGRAM, cfg.db_path);
+		printf("%s: configuration and database %s are usable\n", PROGRAM, cfg.db_display);
 		return 0;
 	}
 
@@ -330,7 +332,7 @@ main(int argc, char **argv)
 	}
 	ac_log(AC_LOG_INFO, "serving %s with %d process%s of %d threads, database %s",
 	    cfg.socket_path[0] != '\0' ? cfg.socket_path : "fd 0", cfg.processes,
-	    cfg.processes == 1 ? "" : "es", cfg.threads, cfg.db_path);
+	    cfg.processes == 1 ? "" : "es", cfg.threads, cfg.db_display);
 	if (cfg.processes == 1)
 		status = ac_serve(&cfg, listen_fd);
 	else

@@ -228,6 +228,7 @@ stop_threads(struct thread *threads, int n)
 static bool
 ctx_init(struct ac_ctx *c, const struct ac_config *cfg, int listen_fd)
 {
+	struct ac_db_conf db;
 	enum ac_err err;
 
 	c->cfg = cfg;
@@ -235,9 +236,10 @@ ctx_init(struct ac_ctx *c, const struct ac_config *cfg, int listen_fd)
 	ac_buf_init(&c->scratch, AC_TARGET_MAX + 64);
 	ac_buf_init(&c->in, cfg->max_body + 2);
 	FCGX_InitRequest(&c->fcgi, listen_fd, FCGI_FAIL_ACCEPT_ON_INTR);
-	err = ac_repo_open(cfg->db_path, cfg->busy_timeout_ms, &c->repo);
+	ac_config_db(cfg, &db);
+	err = ac_repo_open(&db, &c->repo);
 	if (err != AC_OK) {
-		ac_log(AC_LOG_ERROR, "cannot open the database %s: %s", cfg->db_path, ac_strerror(err));
+		ac_log(AC_LOG_ERROR, "cannot open the database %s: %s", cfg->db_display, ac_strerror(err));
 		return false;
 	}
 	if (ac_provider_new(cfg, &c->provider) != AC_OK) {

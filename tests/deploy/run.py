@@ -36,7 +36,7 @@ ROOT = Path(os.path.abspath(__file__)).parent.parent.parent
 BIN = ROOT / "build" / "ai-chat-fcgi"
 CONF = ROOT / "conf"
 FAKE_PROVIDER = ROOT / "tests" / "fake_provider.py"
-MIGRATIONS = len(list((ROOT / "sql").glob("*.sql")))
+MIGRATIONS = len(list((ROOT / "sql" / "sqlite").glob("*.sql")))
 
 # make install's paths, as the examples in conf/ name them.
 I_BIN = "/usr/local/bin/ai-chat-fcgi"
@@ -882,7 +882,7 @@ def _installed_files(root, prefix):
              f"{share}/examples/apache-cgi.conf", f"{share}/examples/nginx-site.conf",
              f"{share}/examples/spawn-fcgi.sh", f"{share}/examples/systemd/ai-chat-fcgi.socket",
              f"{share}/examples/systemd/ai-chat-fcgi.service"]
-    files += [f"{share}/sql/{f.name}" for f in (ROOT / "sql").glob("*.sql")]
+    files += [f"{share}/sql/{f.parent.name}/{f.name}" for f in (ROOT / "sql").glob("*/*.sql")]
     if (CONF / "docs" / "openapi.json").exists():
         files.append(f"{share}/docs/openapi.json")
     if (CONF / "docs" / "node_modules" / "swagger-ui-dist").exists():

@@ -13,7 +13,7 @@ BAD = [  # setting, value
     ("WORKER_PROCESSES", "0"), ("WORKER_PROCESSES", "65"), ("WORKER_PROCESSES", "-1"),
     ("MAX_BODY_BYTES", "1023"), ("MAX_BODY_BYTES", "67108865"), ("MAX_BODY_BYTES", "1MiB"),
     ("DB_BUSY_TIMEOUT_MS", "-1"), ("DB_BUSY_TIMEOUT_MS", "600001"), ("DB_BUSY_TIMEOUT_MS", "soon"),
-    ("DATABASE_URL", "postgres://x"), ("DATABASE_URL", "sqlite:"), ("DATABASE_URL", "mysql://u@h/db"),
+    ("DATABASE_URL", "postgres:x"), ("DATABASE_URL", "sqlite:"), ("DATABASE_URL", "mysql://u@h/db"),
     ("FCGI_SOCKET_MODE", "999"), ("FCGI_SOCKET_MODE", "rw"),
     ("PORT", "abc"), ("PORT", "70000"),
 ]

@@ -7,13 +7,13 @@ from pathlib import Path
 from api import chat_path, check_chat_stored, create_chat, expect, insert_messages, new_user
 from harness import ROOT, Stack, default_stack, test
 
-MIGRATIONS = sorted((ROOT / "sql").glob("[0-9][0-9][0-9]_*.sql"))
+MIGRATIONS = sorted((ROOT / "sql" / "sqlite").glob("[0-9][0-9][0-9]_*.sql"))
 
 
 @test
 def schema_is_applied_in_wal_mode():
     s = default_stack()
-    assert MIGRATIONS, "no sql/NNN_*.sql files"
+    assert MIGRATIONS, "no sql/sqlite/NNN_*.sql files"
     last = int(MIGRATIONS[-1].name[:3])
     assert s.sql("PRAGMA user_version")[0][0] == last
     assert s.sql("PRAGMA journal_mode")[0][0] == "wal"

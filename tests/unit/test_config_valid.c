@@ -82,7 +82,7 @@ bad_settings_are_named(void **state)
 		const char *name, *value;
 	} bad[] = {
 		{ "WORKER_THREADS", "0" }, { "WORKER_THREADS", "many" }, { "PORT", "70000" },
-		{ "MAX_BODY_BYTES", "10" }, { "DATABASE_URL", "postgres://x" }, { "DATABASE_URL", "sqlite:///" },
+		{ "MAX_BODY_BYTES", "10" }, { "DATABASE_URL", "postgres:x" }, { "DATABASE_URL", "sqlite:///" },
 		{ "FCGI_SOCKET_MODE", "0999" }, { "WORKER_PROCESSES", "65" }, { "DB_BUSY_TIMEOUT_MS", "-1" },
 	};
 	struct ac_config cfg;

@@ -24,10 +24,10 @@ setup(void **state)
 	snprintf(f->dir, sizeof(f->dir), "/tmp/ac-repo-test.XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
-	assert_int_equal(ac_repo_migrate(f->path, 1000, msg, sizeof(msg)), AC_OK);
+	assert_int_equal(ac_repo_migrate(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = f->path, .busy_timeout_ms = 1000 }, msg, sizeof(msg)), AC_OK);
 	/* a second run finds the schema current and changes nothing */
-	assert_int_equal(ac_repo_migrate(f->path, 1000, msg, sizeof(msg)), AC_OK);
-	assert_int_equal(ac_repo_open(f->path, 1000, &f->repo), AC_OK);
+	assert_int_equal(ac_repo_migrate(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = f->path, .busy_timeout_ms = 1000 }, msg, sizeof(msg)), AC_OK);
+	assert_int_equal(ac_repo_open(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = f->path, .busy_timeout_ms = 1000 }, &f->repo), AC_OK);
 	*state = f;
 	return 0;
 }
@@ -258,7 +258,7 @@ schema_newer_than_program_is_refused(void **state)
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_close(db);
-	assert_int_equal(ac_repo_migrate(f->path, 1000, msg, sizeof(msg)), AC_EINVAL);
+	assert_int_equal(ac_repo_migrate(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = f->path, .busy_timeout_ms = 1000 }, msg, sizeof(msg)), AC_EINVAL);
 	assert_non_null(strstr(msg, "999"));
 }
 
@@ -270,9 +270,9 @@ ping_and_unreadable_database(void **state)
 	char msg[256];
 
 	assert_int_equal(ac_repo_ping(f->repo), AC_OK);
-	assert_int_equal(ac_repo_open("/nonexistent-dir/x.db", 100, &r), AC_EDB);
+	assert_int_equal(ac_repo_open(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = "/nonexistent-dir/x.db", .busy_timeout_ms = 100 }, &r), AC_EDB);
 	assert_null(r);
-	assert_int_equal(ac_repo_migrate("/nonexistent-dir/x.db", 100, msg, sizeof(msg)), AC_EDB);
+	assert_int_equal(ac_repo_migrate(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = "/nonexistent-dir/x.db", .busy_timeout_ms = 100 }, msg, sizeof(msg)), AC_EDB);
 	assert_non_null(strstr(msg, "/nonexistent-dir/x.db"));
 }
 

@@ -1,0 +1,382 @@
+/* The repository's connection, its shared helpers, and chats and their message pages. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "repo_impl.h"
+#include "util.h"
+
+enum {
+	S_CHAT_INSERT,
+	S_CHAT_GET,
+	S_CHAT_COUNT,
+	S_CHAT_LIST,
+	S_CHAT_RENAME,
+	S_CHAT_DELETE,
+	S_CHAT_OWNED,
+	S_MSG_AFTER,
+	S_MSG_BEFORE,
+	S_MSG_GET,
+	S_PING,
+	S_COUNT
+};
+
+static const struct ac_sql sql[S_COUNT] = {
+	[S_CHAT_INSERT] = { "INSERT INTO chats (id, user_id, title, created_at, updated_at) "
+	    "VALUES ($1, $2, $3, $4, $4) RETURNING " AC_CHAT_COLUMNS, NULL },
+	[S_CHAT_GET] = { "SELECT " AC_CHAT_COLUMNS " FROM chats WHERE id = $1 AND user_id = $2", NULL },
+	[S_CHAT_COUNT] = { "SELECT count(*) FROM chats WHERE user_id = $1", NULL },
+	[S_CHAT_LIST] = { "SELECT " AC_CHAT_COLUMNS " FROM chats WHERE user_id = $1 "
+	    "ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3", NULL },
+	[S_CHAT_RENAME] = { "UPDATE chats SET title = $3, updated_at = max($4, updated_at + 1) "
+	    "WHERE id = $1 AND user_id = $2 RETURNING " AC_CHAT_COLUMNS,
+	    "UPDATE chats SET title = $3, updated_at = greatest($4, updated_at + 1) "
+	    "WHERE id = $1 AND user_id = $2 RETURNING " AC_CHAT_COLUMNS },
+	[S_CHAT_DELETE] = { "DELETE FROM chats WHERE id = $1 AND user_id = $2", NULL },
+	[S_CHAT_OWNED] = { "SELECT 1 FROM chats WHERE id = $1 AND user_id = $2", NULL },
+	/*
+	 * A page in one statement (one snapshot): the rows, only when the chat is the user's, each with
+	 * whether a message lies past the page (both subqueries are run once, not per row).
+	 */
+	[S_MSG_AFTER] = { "SELECT " AC_MSG_COLUMNS ", (SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1 "
+	    "AND id > $3 ORDER BY id LIMIT 1 OFFSET $4)) FROM messages WHERE chat_id = $1 AND id > $3 "
+	    "AND EXISTS (SELECT 1 FROM chats WHERE id = $1 AND user_id = $2) ORDER BY id LIMIT $4", NULL },
+	[S_MSG_BEFORE] = { "SELECT p.*, (SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1 AND id < $3 "
+	    "ORDER BY id DESC LIMIT 1 OFFSET $4)) FROM (SELECT " AC_MSG_COLUMNS " FROM messages "
+	    "WHERE chat_id = $1 AND id < $3 ORDER BY id DESC LIMIT $4) p "
+	    "WHERE EXISTS (SELECT 1 FROM chats WHERE id = $1 AND user_id = $2) ORDER BY id", NULL },
+	[S_MSG_GET] = { "SELECT " AC_MSG_COLUMNS " FROM messages WHERE chat_id = $1 AND id = $2", NULL },
+	/* A read that reaches the database's tables, not only the connection. */
+	[S_PING] = { "SELECT count(*) FROM (SELECT 1 FROM chats LIMIT 1) t", NULL },
+};
+
+static enum ac_err
+stmt(struct ac_repo *r, int i, struct ac_stmt **out)
+{
+	return REPO_STMT(r, AC_SQL_CHATS, sql, i, out);
+}
+
+enum ac_err
+ac_repo_migrate(const struct ac_db_conf *conf, char *msg, size_t msg_size)
+{
+	return ac_db_migrate(conf, msg, msg_size);
+}
+
+enum ac_err
+ac_repo_open(const struct ac_db_conf *conf, struct ac_repo **out)
+{
+	struct ac_repo *r = calloc(1, sizeof(*r));
+	enum ac_err err;
+
+	*out = NULL;
+	if (r == NULL)
+		return AC_ENOMEM;
+	err = ac_db_open(conf, &r->db);
+	if (err != AC_OK) {
+		ac_repo_close(r);
+		return err;
+	}
+	*out = r;
+	return AC_OK;
+}
+
+void
+ac_repo_close(struct ac_repo *r)
+{
+	if (r == NULL)
+		return;
+	ac_db_close(r->db);
+	free(r);
+}
+
+const char *
+ac_repo_errmsg(const struct ac_repo *r)
+{
+	return ac_db_errmsg(r->db);
+}
+
+enum ac_err
+ac_repo_ping(struct ac_repo *r)
+{
+	struct ac_stmt *s;
+	enum ac_err err;
+	int64_t n;
+
+	if ((err = stmt(r, S_PING, &s)) != AC_OK)
+		return err;
+	return ac_repo_one_int(s, &n);
+}
+
+enum ac_err
+ac_repo_run(struct ac_stmt *s, int64_t *changes)
+{
+	bool row;
+	enum ac_err err = ac_db_step(s, &row);
+
+	if (err == AC_OK && changes != NULL)
+		*changes = ac_db_changes(s);
+	ac_db_done(s);
+	return err;
+}
+
+enum ac_err
+ac_repo_one_int(struct ac_stmt *s, int64_t *out)
+{
+	bool row = false;
+	enum ac_err err = ac_db_step(s, &row);
+
+	if (err == AC_OK && row)
+		*out = ac_db_col_int(s, 0);
+	ac_db_done(s);
+	if (err != AC_OK)
+		return err;
+	return row ? AC_OK : AC_ENOTFOUND;
+}
+
+enum ac_err
+ac_repo_end(struct ac_repo *r, enum ac_err err)
+{
+	if (err == AC_OK || err == AC_ENOTFOUND) {
+		enum ac_err cerr = ac_db_commit(r->db);
+
+		return cerr == AC_OK ? err : cerr;
+	}
+	ac_db_rollback(r->db);
+	return err;
+}
+
+enum ac_err
+ac_repo_each_chat(struct ac_stmt *s, ac_chat_fn fn, void *arg)
+{
+	enum ac_err err, ferr = AC_ENOTFOUND;
+	bool row;
+
+	while ((err = ac_db_step(s, &row)) == AC_OK && row) {
+		struct ac_chat c;
+
+		c.id = ac_db_col_str(s, 0);
+		c.user_id = ac_db_col_str(s, 1);
+		c.title = ac_db_col_str(s, 2);
+		c.created_at = ac_db_col_int(s, 3);
+		c.updated_at = ac_db_col_int(s, 4);
+		c.message_count = ac_db_col_int(s, 5);
+		ferr = fn != NULL ? fn(arg, &c) : AC_OK;
+		if (ferr != AC_OK)
+			break;
+	}
+	ac_db_done(s);
+	return err != AC_OK ? err : ferr;
+}
+
+/*
+ * Steps a statement that yields messages (AC_MSG_COLUMNS), handing each to fn.  With more, the
+ * statement's tenth column says whether more messages lie past the page: *more is set before the
+ * first row is handed on, and *rows counts them.
+ */
+static enum ac_err
+each_message_page(struct ac_stmt *s, bool *more, int64_t *rows, ac_message_fn fn, void *arg)
+{
+	enum ac_err err, ferr = AC_OK;
+	bool row;
+
+	while ((err = ac_db_step(s, &row)) == AC_OK && row) {
+		struct ac_message m;
+		struct ac_str role = ac_db_col_str(s, 2);
+
+		m.id = ac_db_col_int(s, 0);
+		m.chat_id = ac_db_col_str(s, 1);
+		m.role = role.len > 0 && role.ptr[0] == 'a' ? AC_ROLE_ASSISTANT : AC_ROLE_USER;
+		m.content = ac_db_col_str(s, 3);
+		if (m.content.ptr == NULL)
+			m.content = AC_STR("");
+		m.created_at = ac_db_col_int(s, 4);
+		m.incomplete = ac_db_col_int(s, 5) != 0;
+		m.model = ac_db_col_str(s, 6);
+		m.prompt_tokens = ac_db_col_int(s, 7);
+		m.completion_tokens = ac_db_col_int(s, 8);
+		if (more != NULL && (*rows)++ == 0)
+			*more = ac_db_col_int(s, 9) != 0;
+		if ((ferr = fn(arg, &m)) != AC_OK)
+			break;
+	}
+	ac_db_done(s);
+	return err != AC_OK ? err : ferr;
+}
+
+enum ac_err
+ac_repo_each_message(struct ac_stmt *s, ac_message_fn fn, void *arg)
+{
+	return each_message_page(s, NULL, NULL, fn, arg);
+}
+
+enum ac_err
+ac_repo_chat_create(struct ac_repo *r, struct ac_str user_id, struct ac_str title, ac_chat_fn fn,
+    void *arg)
+{
+	char id[AC_UUID_LEN + 1];
+	struct ac_stmt *s;
+	enum ac_err err;
+
+	if ((err = ac_uuid4(id)) != AC_OK)
+		return err;
+	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
+		return err;
+	if ((err = stmt(r, S_CHAT_INSERT, &s)) != AC_OK)
+		goto out;
+	ac_db_bind_str(s, 1, (struct ac_str){ id, AC_UUID_LEN });
+	ac_db_bind_str(s, 2, user_id);
+	ac_db_bind_str(s, 3, title);
+	ac_db_bind_int(s, 4, ac_now_us());
+	err = ac_repo_each_chat(s, fn, arg);
+	if (err == AC_ENOTFOUND)
+		err = AC_EDB;
+out:
+	return ac_repo_end(r, err);
+}
+
+enum ac_err
+ac_repo_chat_get(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, ac_chat_fn fn,
+    void *arg)
+{
+	struct ac_stmt *s;
+	enum ac_err err;
+
+	if ((err = stmt(r, S_CHAT_GET, &s)) != AC_OK)
+		return err;
+	ac_db_bind_str(s, 1, chat_id);
+	ac_db_bind_str(s, 2, user_id);
+	return ac_repo_each_chat(s, fn, arg);
+}
+
+enum ac_err
+ac_repo_chat_list(struct ac_repo *r, struct ac_str user_id, int64_t limit, int64_t offset,
+    int64_t *total, ac_chat_fn fn, void *arg)
+{
+	struct ac_stmt *s;
+	enum ac_err err;
+
+	/* One read transaction, so that total and the page agree. */
+	*total = 0;
+	if ((err = ac_db_begin(r->db, AC_TXN_READ)) != AC_OK)
+		return err;
+	if ((err = stmt(r, S_CHAT_COUNT, &s)) != AC_OK)
+		goto out;
+	ac_db_bind_str(s, 1, user_id);
+	if ((err = ac_repo_one_int(s, total)) != AC_OK)
+		goto out;
+	if ((err = stmt(r, S_CHAT_LIST, &s)) != AC_OK)
+		goto out;
+	ac_db_bind_str(s, 1, user_id);
+	ac_db_bind_int(s, 2, limit);
+	ac_db_bind_int(s, 3, offset);
+	err = ac_repo_each_chat(s, fn, arg);
+	if (err == AC_ENOTFOUND)
+		err = AC_OK;
+out:
+	return ac_repo_end(r, err);
+}
+
+enum ac_err
+ac_repo_chat_rename(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    struct ac_str title, ac_chat_fn fn, void *arg)
+{
+	struct ac_stmt *s;
+	enum ac_err err;
+
+	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
+		return err;
+	if ((err = stmt(r, S_CHAT_RENAME, &s)) != AC_OK)
+		goto out;
+	ac_db_bind_str(s, 1, chat_id);
+	ac_db_bind_str(s, 2, user_id);
+	ac_db_bind_str(s, 3, title);
+	ac_db_bind_int(s, 4, ac_now_us());
+	err = ac_repo_each_chat(s, fn, arg);
+out:
+	return ac_repo_end(r, err);
+}
+
+enum ac_err
+ac_repo_chat_delete(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
+{
+	struct ac_stmt *s;
+	enum ac_err err;
+	int64_t changed = 0;
+
+	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
+		return err;
+	if ((err = stmt(r, S_CHAT_DELETE, &s)) != AC_OK)
+		goto out;
+	ac_db_bind_str(s, 1, chat_id);
+	ac_db_bind_str(s, 2, user_id);
+	err = ac_repo_run(s, &changed);
+	if (err == AC_OK && changed == 0)
+		err = AC_ENOTFOUND;
+out:
+	return ac_repo_end(r, err);
+}
+
+enum ac_err
+ac_repo_chat_owned(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
+{
+	struct ac_stmt *s;
+	enum ac_err err;
+	int64_t one;
+
+	if ((err = stmt(r, S_CHAT_OWNED, &s)) != AC_OK)
+		return err;
+	ac_db_bind_str(s, 1, chat_id);
+	ac_db_bind_str(s, 2, user_id);
+	return ac_repo_one_int(s, &one);
+}
+
+enum ac_err
+ac_repo_message_list(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    const struct ac_page *page, bool *more, ac_message_fn fn, void *arg)
+{
+	struct ac_stmt *s;
+	enum ac_err err;
+	int64_t rows = 0;
+
+	*more = false;
+	if ((err = stmt(r, page->backward ? S_MSG_BEFORE : S_MSG_AFTER, &s)) != AC_OK)
+		return err;
+	ac_db_bind_str(s, 1, chat_id);
+	ac_db_bind_str(s, 2, user_id);
+	ac_db_bind_int(s, 3, page->cursor);
+	ac_db_bind_int(s, 4, page->limit);
+	err = each_message_page(s, more, &rows, fn, arg);
+	if (err != AC_OK || rows > 0)
+		return err;
+	/* No rows: an empty page of the user's chat, or not the user's chat at all. */
+	return ac_repo_chat_owned(r, chat_id, user_id);
+}
+
+struct counted {
+	ac_message_fn fn;
+	void *arg;
+	int n;
+};
+
+static enum ac_err
+count_message(void *arg, const struct ac_message *m)
+{
+	struct counted *c = arg;
+
+	c->n++;
+	return c->fn(c->arg, m);
+}
+
+enum ac_err
+ac_repo_message_get(struct ac_repo *r, struct ac_str chat_id, int64_t id, ac_message_fn fn, void *arg)
+{
+	struct counted c = { fn, arg, 0 };
+	struct ac_stmt *s;
+	enum ac_err err;
+
+	if ((err = stmt(r, S_MSG_GET, &s)) != AC_OK)
+		return err;
+	ac_db_bind_str(s, 1, chat_id);
+	ac_db_bind_int(s, 2, id);
+	err = ac_repo_each_message(s, count_message, &c);
+	return err == AC_OK && c.n == 0 ? AC_ENOTFOUND : err;
+}
