@@ -14,13 +14,11 @@
 #include "../common/util.h"
 #include "handlers.h"
 
-#define USER_ID_MAX 255
 #define IDEMPOTENCY_KEY_MAX 255
 #define HISTORY_MAX_MESSAGES 10000	/* most messages of history sent, however small */
 #define TOKENS_PER_MESSAGE 8		/* role and framing, per message */
 
 static const struct ac_strspec chat_id_spec = { "chat_id", true, false, 1, 64 };
-static const struct ac_strspec user_id_spec = { "user_id", true, false, 1, USER_ID_MAX };
 static const struct ac_strspec message_spec = { "message", true, false, 1, SIZE_MAX };
 
 /*
@@ -458,8 +456,7 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		goto out;
 	if (body != NULL) {
 		ac_valid_body_str(&v, body, &chat_id_spec, &s.chat_id, &present);
-		if (ac_valid_body_str(&v, body, &user_id_spec, &s.user_id, &present))
-			ac_log_user(c, s.user_id);
+		ac_request_user(c, &v, body, &s.user_id);
 		ac_valid_body_str(&v, body, &message_spec, &message, &present);
 		model_and_stream(&s, &v, body);
 	}
@@ -522,8 +519,7 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 
 	send_init(&s, c);
 	ac_verrs_init(&v);
-	if (ac_valid_str(&v, "query", &user_id_spec, ac_query_get(&c->req.query, "user_id"), &s.user_id))
-		ac_log_user(c, s.user_id);
+	ac_request_user(c, &v, NULL, &s.user_id);
 	if (!ac_request_object(c, &v, false, &body))
 		goto out;
 	model_and_stream(&s, &v, body);

@@ -7,14 +7,12 @@
 #include "../common/util.h"
 #include "handlers.h"
 
-#define USER_ID_MAX 255
 #define TITLE_MAX 200
 #define CHATS_LIMIT_MAX 100
 #define CHATS_LIMIT_DEFAULT 50
 #define MESSAGES_LIMIT_MAX 500
 #define MESSAGES_LIMIT_DEFAULT 100
 
-static const struct ac_strspec user_id_spec = { "user_id", true, false, 1, USER_ID_MAX };
 static const struct ac_strspec title_create_spec = { "title", false, true, 1, TITLE_MAX };
 static const struct ac_strspec title_rename_spec = { "title", true, false, 1, TITLE_MAX };
 
@@ -112,15 +110,6 @@ message_item_out(void *arg, const struct ac_message *m)
 	return ac_buf_err(b);
 }
 
-static bool
-query_user(struct ac_ctx *c, struct ac_verrs *v, struct ac_str *user_id)
-{
-	if (!ac_valid_str(v, "query", &user_id_spec, ac_query_get(&c->req.query, "user_id"), user_id))
-		return false;
-	ac_log_user(c, *user_id);
-	return true;
-}
-
 /* Whether a path's chat id can name a chat: others are answered 404 without a lookup. */
 static bool
 chat_id_ok(struct ac_ctx *c, struct ac_str id)
@@ -198,8 +187,7 @@ ac_h_chat_create(struct ac_ctx *c, const struct ac_str *args)
 	if (!ac_request_object(c, &v, true, &body))
 		goto out;
 	if (body != NULL) {
-		if (ac_valid_body_str(&v, body, &user_id_spec, &user_id, &present))
-			ac_log_user(c, user_id);
+		ac_request_user(c, &v, body, &user_id);
 		ac_valid_body_str(&v, body, &title_create_spec, &title, &present);
 		if (!present)
 			title.ptr = NULL;
@@ -228,7 +216,7 @@ ac_h_chat_list(struct ac_ctx *c, const struct ac_str *args)
 
 	(void)args;
 	ac_verrs_init(&v);
-	query_user(c, &v, &user_id);
+	ac_request_user(c, &v, NULL, &user_id);
 	ac_valid_int(&v, "limit", ac_query_get(&c->req.query, "limit"), CHATS_LIMIT_DEFAULT, 1,
 	    CHATS_LIMIT_MAX, &limit);
 	ac_valid_int(&v, "offset", ac_query_get(&c->req.query, "offset"), 0, 0, INT64_MAX, &offset);
@@ -259,7 +247,7 @@ chat_target(struct ac_ctx *c, const struct ac_str *args, struct ac_str *user_id)
 	bool ok;
 
 	ac_verrs_init(&v);
-	ok = query_user(c, &v, user_id);
+	ok = ac_request_user(c, &v, NULL, user_id);
 	if (!ok)
 		ac_resp_invalid(c, &v);
 	ac_verrs_free(&v);
@@ -290,7 +278,7 @@ ac_h_chat_rename(struct ac_ctx *c, const struct ac_str *args)
 	enum ac_err err;
 
 	ac_verrs_init(&v);
-	query_user(c, &v, &user_id);
+	ac_request_user(c, &v, NULL, &user_id);
 	if (!ac_request_object(c, &v, true, &body))
 		goto out;
 	if (body != NULL)
@@ -340,7 +328,7 @@ ac_h_message_list(struct ac_ctx *c, const struct ac_str *args)
 	enum ac_err err;
 
 	ac_verrs_init(&v);
-	query_user(c, &v, &user_id);
+	ac_request_user(c, &v, NULL, &user_id);
 	ac_valid_int(&v, "limit", ac_query_get(q, "limit"), MESSAGES_LIMIT_DEFAULT, 1, MESSAGES_LIMIT_MAX,
 	    &page.limit);
 	ac_valid_int(&v, "before", before, 0, 0, INT64_MAX, &before_id);

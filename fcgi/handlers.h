@@ -20,6 +20,12 @@ void ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_models(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_openapi(struct ac_ctx *c, const struct ac_str *args);
 
+/*
+ * identity.c: the request's user, for every route that acts on a user's chats.  From body's
+ * "user_id" when body is not NULL, else from the query's; a problem is added to v (a 422).
+ */
+bool ac_request_user(struct ac_ctx *c, struct ac_verrs *v, struct json_object *body, struct ac_str *user_id);
+
 /* conf/docs/openapi.json, compiled in (build/openapi_doc.c). */
 extern const char ac_openapi_doc[];
 extern const size_t ac_openapi_doc_len;
