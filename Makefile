@@ -26,7 +26,7 @@ PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-de
 BENCH_PACKAGES = wrk
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
-	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/repo.c common/repo_send.c \
+	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/repo.c common/repo_send.c common/repo_tree.c \
 	common/sse.c common/util.c common/valid.c
 FCGI_SRC = fcgi/chat.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
 SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))

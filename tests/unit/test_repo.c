@@ -100,12 +100,15 @@ static void
 add_messages(struct fixture *f, const char *chat_id, int n)
 {
 	sqlite3 *db;
-	char sql[256];
+	char sql[512];
 
 	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	for (int i = 0; i < n; i++) {
-		snprintf(sql, sizeof(sql), "INSERT INTO messages (chat_id, role, content, created_at) "
-		    "VALUES ('%s', '%s', 'm%d', %d)", chat_id, i % 2 ? "assistant" : "user", i, i);
+		/* a single path: each message follows the one before */
+		snprintf(sql, sizeof(sql), "INSERT INTO messages (chat_id, parent_id, role, content, created_at) "
+		    "VALUES ('%s', (SELECT max(id) FROM messages WHERE chat_id = '%s'), '%s', 'm%d', %d); "
+		    "UPDATE chats SET message_count = message_count + 1 WHERE id = '%s'", chat_id, chat_id,
+		    i % 2 ? "assistant" : "user", i, i, chat_id);
 		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
 	}
 	sqlite3_close(db);
