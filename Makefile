@@ -194,9 +194,13 @@ valgrind:
 # make soak: SOAK_SECONDS (default 300) of mixed traffic against the stack and the fake provider
 # (tests/soak/run.py); fails on any unexpected answer or on growth of a worker's memory.
 SOAK_SECONDS ?= 300
+# and the model-based test of sends (tests/model/run.py) with many more seeds and steps than make test's
+SOAK_MODEL_SEEDS ?= 50
+SOAK_MODEL_STEPS ?= 300
 soak: deps
 	@$(MAKE) --no-print-directory all docs
 	@SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) tests/soak/run.py
+	$(PYTHON) tests/model/run.py --seeds $(SOAK_MODEL_SEEDS) --steps $(SOAK_MODEL_STEPS)
 
 clean:
 	rm -rf build run

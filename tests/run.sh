@@ -47,6 +47,7 @@ suite() {
 suite lint "$top/tests/lint.sh"
 if [ "$unit_only" = 0 ]; then
     suite e2e "$PYTHON" "$top/tests/e2e/run.py"
+    suite model "$PYTHON" "$top/tests/model/run.py" --seeds "${MODEL_SEEDS:-4}" --steps "${MODEL_STEPS:-60}"
     suite browser "$PYTHON" "$top/tests/browser/run.py"
     suite deploy "$PYTHON" "$top/tests/deploy/run.py"
 fi

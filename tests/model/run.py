@@ -216,20 +216,20 @@ class Run:
             return 200, events[-1].json(), st.headers
         return "error-event", None, st.headers
 
-    def predict(self, text, attempt, leave):
+    def predict(self, text, attempt, leave, stream):
         """(status, state, full reply, partial) of attempt number attempt (1-based) to answer text."""
         full = "Echo: " + text
         if "#fault=500" in text and attempt <= 1:
-            return 503, FAILED, full, ""
+            return "error-event" if stream else 503, FAILED, full, ""
         if "#fault=midstream" in text and attempt <= 1:
             return "error-event", INCOMPLETE, full, "".join(pieces(full)[:2])
         if leave:
             return "left", INCOMPLETE, full, None   # what came before the worker saw us go
         return 200, STORED, full, full
 
-    def expect_reply(self, m, node, status, data, text, attempt, leave, ctx_before):
+    def expect_reply(self, m, node, status, data, text, attempt, leave, ctx_before, stream):
         """Checks a sequential answer and sets node (the reply row) to what the model expects."""
-        want_status, state, full, partial = self.predict(text, attempt, leave)
+        want_status, state, full, partial = self.predict(text, attempt, leave, stream)
         check(status == want_status or (leave and status == "left-late"),
               f"{text!r} attempt {attempt}: status {status}, wanted {want_status} ({data!r})")
         (row,) = [r for r in self.db_rows(m.chat_id) if r[0] == node.id]
@@ -279,7 +279,7 @@ class Run:
         u, r = self.adopt_new_rows(m, ["user", "assistant"])
         m.nodes[u.id] = Node(u.id, m.leaf(), "user", STORED, True, text)
         m.nodes[r.id] = Node(r.id, u.id, "assistant", GENERATING, True, "")
-        self.expect_reply(m, m.nodes[r.id], status, data, text, 1, leave, ctx + [("user", text)])
+        self.expect_reply(m, m.nodes[r.id], status, data, text, 1, leave, ctx + [("user", text)], stream)
         if key:
             self.keys[key].update(user_message_id=u.id, reply=r.id)
         return f"send {text!r} key={key} -> {status}"
@@ -301,8 +301,12 @@ class Run:
         r = m.nodes[v["reply"]]
         u = m.nodes[v["user_message_id"]]
         if r.state == STORED:
-            check(status == 200 and headers.get("idempotent-replayed") == "true" and data == v["answer"],
-                  f"a repeat of an answered key: {status} {headers} {data!r}, first {v['answer']!r}")
+            # answered: by the key's own send, or by a regenerate in the failed send's place
+            check(status == 200 and headers.get("idempotent-replayed") == "true" and
+                  data["message_id"] == r.id and data["reply"] == r.content and
+                  (v["answer"] is None or data == v["answer"]),
+                  f"a repeat of an answered key: {status} {headers} {data!r}, first {v['answer']!r}, row {r}")
+            v["answer"] = data
             self.adopt_new_rows(m, [])
             return f"repeat {key} (answered) -> replayed"
         ctx = m.context(u.id)
@@ -314,7 +318,7 @@ class Run:
             (n,) = self.adopt_new_rows(m, ["assistant"])
             target = m.nodes[n.id] = Node(n.id, u.id, "assistant", GENERATING, False, "")
             v["reply"] = n.id
-        self.expect_reply(m, target, status, data, v["text"], attempt, False, ctx)
+        self.expect_reply(m, target, status, data, v["text"], attempt, False, ctx, v["stream"])
         if target is not r and target.state == STORED:
             m.maybe_show(target)
         if status == 200:
@@ -340,7 +344,7 @@ class Run:
         else:
             (n,) = self.adopt_new_rows(m, ["assistant"])
             target = m.nodes[n.id] = Node(n.id, u.id, "assistant", GENERATING, False, "")
-        self.expect_reply(m, target, status, data, u.content, self.attempts(u.content), False, ctx)
+        self.expect_reply(m, target, status, data, u.content, self.attempts(u.content), False, ctx, stream)
         if target is not c and target.state == STORED:
             m.maybe_show(target)
         return f"regenerate {u.id} -> {status}"
@@ -364,7 +368,7 @@ class Run:
         m.nodes[e.id] = Node(e.id, x.parent, "user", STORED, True, text)
         m.nodes[r.id] = Node(r.id, e.id, "assistant", GENERATING, True, "")
         m.set_path_to(r.id)
-        self.expect_reply(m, m.nodes[r.id], status, data, text, 1, False, ctx)
+        self.expect_reply(m, m.nodes[r.id], status, data, text, 1, False, ctx, stream)
         return f"edit {x.id} -> {status}"
 
     def op_activate(self, m, seq):
@@ -444,6 +448,8 @@ class Run:
                 check(u.id == v["user_message_id"], f"key {key} moved from {v['user_message_id']} to {u.id}")
             if v["answer"] is not None:   # at most one complete answer, and it stays the key's
                 check(r.id == v["answer"]["message_id"], f"key {key} answered {v['answer']!r}, now names {r}")
+            if not exact:   # what several clients did at once, adopted
+                v.update(user_message_id=u.id, reply=r.id)
 
     # -- the sequence
 
@@ -456,6 +462,8 @@ class Run:
             m = self.rng.choice(list(self.chats.values()))
         kind = self.rng.choices(["send", "keyed", "repeat", "regenerate", "edit", "activate", "delete"],
                                 [30, 15, 12, 15, 12, 12, 3 if seq else 0])[0]
+        if seq:
+            self.log[-1] += f" {kind} in chat {m.chat_id[:8]}"
         if kind == "repeat":
             return self.op_repeat(seq) or self.op_send(m, seq)
         if kind == "regenerate":
@@ -488,7 +496,7 @@ class Run:
                 self.settle()
                 self.check_all(exact=False)
             else:
-                self.log.append(f"step {step}: ...")
+                self.log.append(f"step {step}:")
                 self.log[-1] = f"step {step}: {self.one_op(True)}"
                 self.check_all(exact=True)
 
@@ -498,6 +506,7 @@ def main(argv):
     ap.add_argument("--seeds", type=int, default=int(os.environ.get("MODEL_SEEDS", "3")))
     ap.add_argument("--steps", type=int, default=int(os.environ.get("MODEL_STEPS", "40")))
     ap.add_argument("--seed", type=int, help="run this seed alone")
+    ap.add_argument("--verbose", action="store_true", help="print every step")
     args = ap.parse_args(argv[1:])
     seeds = [args.seed] if args.seed is not None else [1000 + i for i in range(args.seeds)]
     passed = failed = 0
@@ -518,6 +527,8 @@ def main(argv):
                     print(f"    rerun alone: python3 tests/model/run.py --seed {seed} --steps {args.steps}")
                     continue
                 passed += 1
+                if args.verbose:
+                    print("    " + "\n    ".join(log))
                 print(f"PASS seed {seed} ({args.steps} steps, {time.monotonic() - started:.1f} s)", flush=True)
     print(f"model: {passed} passed, {failed} failed", flush=True)
     return 1 if failed else 0
