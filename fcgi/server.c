@@ -40,6 +40,8 @@ struct watch {
 	pthread_mutex_t mu;
 	int fd;			/* -1 between connections */
 	bool armed;		/* in a read from the web server (or closing) */
+	bool records;		/* the read is of the request's records: no request has begun yet */
+	int64_t armed_at;	/* ac_mono_us() when the read began */
 	int64_t deadline;	/* ac_mono_us() past which an armed read is cut */
 	int64_t read_deadline;	/* the request's: FCGI_READ_TIMEOUT_S after its connection came */
 };
@@ -151,10 +153,14 @@ watch_open(struct watch *w, int fd, int64_t read_deadline)
 }
 
 static void
-watch_arm(struct watch *w, int64_t deadline)
+watch_arm(struct watch *w, int64_t deadline, bool records)
 {
+	int64_t now = ac_mono_us();
+
 	pthread_mutex_lock(&w->mu);
 	w->armed = true;
+	w->records = records;
+	w->armed_at = now;
 	w->deadline = deadline;
 	pthread_mutex_unlock(&w->mu);
 }
@@ -181,25 +187,32 @@ watch_close(struct watch *w)
 		close(fd);
 }
 
-/* Shuts down the connections whose armed read is past its deadline (the main thread, every tick). */
+/*
+ * Shuts down the connections whose armed read is past its deadline (the main thread, every tick).  A
+ * read that began late is given a tick first: what the web server sent long ago is read at once.
+ * When the process stops, a connection that has not sent a whole request head yet is not a request
+ * in flight: it is cut at once.
+ */
 static void
 watch_sweep(struct thread *threads, int n)
 {
 	int64_t now = ac_mono_us();
+	bool stop = atomic_load(&stopping);
 	int cut = 0;
 
 	for (int i = 0; i < n; i++) {
 		struct watch *w = &threads[i].watch;
 
 		pthread_mutex_lock(&w->mu);
-		if (w->armed && w->fd >= 0 && now >= w->deadline) {
+		if (w->armed && w->fd >= 0 && ((now >= w->deadline && now - w->armed_at >= SWEEP_TICK_MS * 1000LL) ||
+		    (stop && w->records))) {
 			(void)shutdown(w->fd, SHUT_RDWR);
 			w->armed = false;
 			cut++;
 		}
 		pthread_mutex_unlock(&w->mu);
 	}
-	if (cut > 0)
+	if (cut > 0 && !stop)
 		ac_log(AC_LOG_WARN, "closed %d connection%s still sending the request at the deadline "
 		    "(FCGI_READ_TIMEOUT_S)", cut, cut == 1 ? "" : "s");
 }
@@ -212,7 +225,7 @@ ac_server_read_begin(void)
 	if (w == NULL)
 		return 0;
 	if (w->fd >= 0)
-		watch_arm(w, w->read_deadline);
+		watch_arm(w, w->read_deadline, false);
 	return w->read_deadline;
 }
 
@@ -307,14 +320,14 @@ serve(struct thread *t, int fd)
 		int rc;
 
 		c->fcgi.keepConnection = 1;
-		watch_arm(&t->watch, t->watch.read_deadline);
+		watch_arm(&t->watch, t->watch.read_deadline, true);
 		rc = FCGX_Accept_r(&c->fcgi);
 		watch_disarm(&t->watch);
 		if (rc < 0)
 			break;	/* cut off, malformed or past its deadline: libfcgi has closed it */
 		c->envp = c->fcgi.envp;
 		handle(c);
-		watch_arm(&t->watch, ac_mono_us() + FINISH_GRACE_MS * 1000LL);
+		watch_arm(&t->watch, ac_mono_us() + FINISH_GRACE_MS * 1000LL, false);
 		FCGX_Finish_r(&c->fcgi);
 		watch_disarm(&t->watch);
 		if (c->fcgi.ipcFd < 0 || atomic_load(&stopping))
