@@ -213,6 +213,8 @@ def a_start_up_failure_exits_at_once_and_leaves_fd_0_alone():
     for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
         if k in os.environ:
             env[k] = os.environ[k]
+    if "ASAN_OPTIONS" in env:   # SANITIZE=1: LeakSanitizer cannot run under ptrace (strace)
+        env["ASAN_OPTIONS"] += ":detect_leaks=0"
     started = time.monotonic()
     # 48 descriptors: the first threads open their database connections, a later one cannot.
     p = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=close,shutdown", "-o", str(trace), str(WORKER)],
