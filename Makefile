@@ -22,7 +22,7 @@ endif
 # Debian packages: what building, running and testing need, and what only the benchmark needs.
 PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcurl4-openssl-dev \
 	libcmocka-dev ca-certificates nginx-light python3 python3-jsonschema curl chromium chromium-driver \
-	lighttpd spawn-fcgi apache2 libapache2-mod-fcgid man-db
+	lighttpd spawn-fcgi apache2 libapache2-mod-fcgid man-db libfaketime gdb
 BENCH_PACKAGES = wrk
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
