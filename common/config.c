@@ -301,6 +301,13 @@ load_provider(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_s
 	if ((err = get_int("SSE_HEARTBEAT_S", dotenv, 15, 1, 300, &n, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->heartbeat_s = (int)n;
+	if ((err = get_int("EVENT_LOOP", dotenv, 1, 0, 1, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->event_loop = (int)n;
+	if ((err = get_int("CLIENT_QUEUE_BYTES", dotenv, 256 * 1024, 4096, 64LL * 1048576, &n, msg,
+	    msg_size)) != AC_OK)
+		return err;
+	cfg->client_queue_bytes = (size_t)n;
 	if ((err = setting("REASONING", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
 		return err;
 	if (v != NULL && *v != '\0' && strcmp(v, "stream") != 0 && strcmp(v, "hidden") != 0) {

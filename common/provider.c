@@ -21,6 +21,7 @@
 #define SSE_LINE_MAX (1024 * 1024)
 #define ERROR_BODY_MAX (64 * 1024)
 #define BUF_KEEP (64 * 1024)	/* request and answer buffers shrink back to this after a large call */
+#define RECV_BUFFER 4096	/* curl's receive buffer, per transfer */
 
 struct ac_provider {
 	const struct ac_config *cfg;
@@ -38,6 +39,8 @@ struct ac_provider {
 	bool done;		/* [DONE] seen */
 	int64_t last_sent;	/* ac_mono_us() when a hook last sent the client something */
 	int64_t deadline;	/* ac_mono_us() when the whole call (every attempt) must be over */
+	int attempt;		/* 0 for the first */
+	char url[600];
 };
 
 enum ac_err
@@ -507,16 +510,94 @@ classify(struct ac_provider *p, CURLcode rc)
 	return false;
 }
 
-/*
- * Waits before another try, in steps, keeping heartbeats going; false if the client went away, or
- * if the wait would end past the call's deadline (the last failure then stands).
- */
-static bool
-backoff(struct ac_provider *p, int attempt)
+/* Ends a call: what the client may read of the failure never holds the key. */
+static void
+call_end(struct ac_provider *p)
+{
+	if (p->res->fail != AC_LLM_OK)
+		ac_scrub(p->res->detail, p->cfg->api_key);
+}
+
+bool
+ac_provider_begin(struct ac_provider *p, const struct ac_model *model, const struct ac_llm_msg *msgs,
+    size_t count, bool stream, const struct ac_llm_hooks *hooks, struct ac_llm_result *res)
+{
+	p->res = res;
+	p->hooks = hooks;
+	p->stream = stream;
+	p->delivered = false;
+	p->attempt = 0;
+	p->deadline = ac_mono_us() + (int64_t)p->cfg->provider_timeout_s * 1000000;
+	p->last_sent = ac_mono_us();
+	if (p->cfg->api_key[0] == '\0') {
+		set_fail(res, AC_LLM_NO_KEY, "GROQ_API_KEY is not set");
+		return false;
+	}
+	build_request(p, model, msgs, count, stream);
+	if (ac_buf_err(&p->req) != AC_OK) {
+		set_fail(res, AC_LLM_REJECTED, "the request is too large to send");
+		return false;
+	}
+	snprintf(p->url, sizeof(p->url), "%s/chat/completions", p->cfg->base_url);
+	return true;
+}
+
+void *
+ac_provider_attempt(struct ac_provider *p)
+{
+	struct ac_llm_result *res = p->res;
+	CURL *c = p->curl;
+	int64_t left_ms = (p->deadline - ac_mono_us()) / 1000;
+
+	if (left_ms <= 0) {
+		set_fail(res, AC_LLM_TIMEOUT, "the provider did not answer within %d s", p->cfg->provider_timeout_s);
+		call_end(p);
+		return NULL;
+	}
+	res->attempts = p->attempt + 1;
+	res->fail = AC_LLM_OK;
+	res->detail[0] = '\0';
+	res->retry_after = -1;
+	res->text.len = 0;
+	res->text.err = AC_OK;
+	res->finish_reason[0] = '\0';
+	ac_buf_reset(&p->body, BUF_KEEP);
+	ac_sse_reset(&p->sse);
+	p->done = false;
+
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, p->url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, p->headers);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, p->req.data);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->req.len);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, p);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, p);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->cfg->connect_timeout_ms);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left_ms);	/* what is left of the call's time */
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "ai-chat-fcgi/1.0");
+	/* A chat's answer arrives in small pieces: a small receive buffer keeps a waiting call cheap
+	 * (curl's default is 16 KiB a handle); an HTTP/2 provider's calls share its connections. */
+	curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
+	curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
+	return c;
+}
+
+/* How long to wait before the next try; -1 if the wait would end past the call's deadline. */
+static long
+backoff_ms(struct ac_provider *p, int attempt)
 {
 	long ms;
 	unsigned short r = 0;
-	struct timespec step = { 0, 100 * 1000000L };
 
 	if (p->res->retry_after >= 0) {
 		ms = p->res->retry_after * 1000L;
@@ -529,88 +610,83 @@ backoff(struct ac_provider *p, int attempt)
 		ms = ms / 2 + (long)(r % (unsigned)(ms / 2 + 1));	/* jitter: 50..100% */
 	}
 	if (ac_mono_us() + ms * 1000LL >= p->deadline)
-		return false;
-	for (long waited = 0; waited < ms; waited += 100) {
-		nanosleep(&step, NULL);
-		if (on_progress(p, 0, 0, 0, 0) != 0)
-			return false;
+		return -1;
+	return ms;
+}
+
+long
+ac_provider_attempt_end(struct ac_provider *p, int curl_code)
+{
+	long wait;
+
+	if (!classify(p, (CURLcode)curl_code) || p->attempt >= p->cfg->provider_retries) {
+		call_end(p);
+		return -1;
 	}
-	return true;
+	/* Free the answer before the wait: a waiting call should not hold a large one. */
+	ac_buf_reset(&p->body, BUF_KEEP);
+	wait = backoff_ms(p, p->attempt);
+	if (wait < 0) {
+		call_end(p);
+		return -1;
+	}
+	p->attempt++;
+	return wait;
+}
+
+bool
+ac_provider_tick(struct ac_provider *p)
+{
+	return on_progress(p, 0, 0, 0, 0) == 0;
+}
+
+int64_t
+ac_provider_tick_due(const struct ac_provider *p)
+{
+	if (p->hooks == NULL || p->hooks->idle == NULL)
+		return INT64_MAX;
+	return p->last_sent + (int64_t)p->cfg->heartbeat_s * 1000000;
+}
+
+void
+ac_provider_cancel(struct ac_provider *p, const char *why)
+{
+	p->res->fail = AC_LLM_OK;	/* an earlier attempt's failure gives way */
+	set_fail(p->res, AC_LLM_CANCELLED, "%s", why);
+	call_end(p);
 }
 
 void
 ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const struct ac_llm_msg *msgs,
     size_t count, bool stream, const struct ac_llm_hooks *hooks, struct ac_llm_result *res)
 {
-	char url[600];
-	CURLcode rc;
+	if (ac_provider_begin(p, model, msgs, count, stream, hooks, res))
+		ac_provider_run(p);
+}
 
-	p->res = res;
-	p->hooks = hooks;
-	p->stream = stream;
-	p->delivered = false;
-	p->deadline = ac_mono_us() + (int64_t)p->cfg->provider_timeout_s * 1000000;
-	p->last_sent = ac_mono_us();
-	if (p->cfg->api_key[0] == '\0') {
-		set_fail(res, AC_LLM_NO_KEY, "GROQ_API_KEY is not set");
-		return;
-	}
-	build_request(p, model, msgs, count, stream);
-	if (ac_buf_err(&p->req) != AC_OK) {
-		set_fail(res, AC_LLM_REJECTED, "the request is too large to send");
-		return;
-	}
-	snprintf(url, sizeof(url), "%s/chat/completions", p->cfg->base_url);
-	for (int attempt = 0;; attempt++) {
-		CURL *c = p->curl;
-		int64_t left_ms = (p->deadline - ac_mono_us()) / 1000;
+void
+ac_provider_run(struct ac_provider *p)
+{
+	struct timespec step = { 0, 100 * 1000000L };
 
-		if (left_ms <= 0) {
-			set_fail(res, AC_LLM_TIMEOUT, "the provider did not answer within %d s",
-			    p->cfg->provider_timeout_s);
-			break;
+	for (;;) {
+		CURL *c = ac_provider_attempt(p);
+		long wait;
+
+		if (c == NULL)
+			return;
+		wait = ac_provider_attempt_end(p, curl_easy_perform(c));
+		if (wait < 0)
+			return;
+		/* The wait, in steps, keeping heartbeats going. */
+		for (long waited = 0; waited < wait; waited += 100) {
+			nanosleep(&step, NULL);
+			if (!ac_provider_tick(p)) {
+				call_end(p);
+				return;
+			}
 		}
-		res->attempts = attempt + 1;
-		res->fail = AC_LLM_OK;
-		res->detail[0] = '\0';
-		res->retry_after = -1;
-		res->text.len = 0;
-		res->text.err = AC_OK;
-		res->finish_reason[0] = '\0';
-		ac_buf_reset(&p->body, BUF_KEEP);
-		ac_sse_reset(&p->sse);
-		p->done = false;
-
-		curl_easy_reset(c);
-		curl_easy_setopt(c, CURLOPT_URL, url);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, p->headers);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, p->req.data);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->req.len);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
-		curl_easy_setopt(c, CURLOPT_WRITEDATA, p);
-		curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-		curl_easy_setopt(c, CURLOPT_HEADERDATA, p);
-		curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-		curl_easy_setopt(c, CURLOPT_XFERINFODATA, p);
-		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->cfg->connect_timeout_ms);
-		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left_ms);	/* what is left of the call's time */
-		curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-		curl_easy_setopt(c, CURLOPT_USERAGENT, "ai-chat-fcgi/1.0");
-		rc = curl_easy_perform(c);
-		if (!classify(p, rc) || attempt >= p->cfg->provider_retries)
-			break;
-		/* Free the answer before the wait: a thread should not hold a large one idle. */
-		ac_buf_reset(&p->body, BUF_KEEP);
-		if (!backoff(p, attempt))
-			break;
 	}
-	if (res->fail != AC_LLM_OK)
-		ac_scrub(res->detail, p->cfg->api_key);
 }
 
 static size_t

@@ -1,7 +1,8 @@
 /*
  * The model provider: chat completions over an OpenAI-compatible HTTP API (Groq by default), with
- * libcurl.  One struct ac_provider per thread: its curl handle is reused, so the TLS connection to
- * the provider stays open between requests.
+ * libcurl.  A struct ac_provider makes one call at a time: one per thread for calls that block it (its
+ * curl handle is reused, so the TLS connection to the provider stays open between requests), or one
+ * per call parked on the event loop, whose multi handle keeps the connections.
  *
  * Retries 429, 408, 5xx and connection failures up to PROVIDER_RETRIES times with exponential
  * backoff and jitter, honouring retry-after up to 60 s; never other 4xx, and never once a streamed
@@ -91,6 +92,29 @@ void ac_llm_result_free(struct ac_llm_result *r);
  */
 void ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const struct ac_llm_msg *msgs,
     size_t count, bool stream, const struct ac_llm_hooks *hooks, struct ac_llm_result *res);
+
+/*
+ * The same call step by step, for an event loop that runs many calls on one curl multi handle
+ * (fcgi/loop.c).  ac_provider_chat is: begin; then attempt, run the handle, attempt_end, and wait
+ * what it says, until it says -1.  Hooks are called from inside the multi handle's callbacks.
+ */
+
+/* Begins a call (the request is built and kept for retries); false when it is over already. */
+bool ac_provider_begin(struct ac_provider *p, const struct ac_model *model, const struct ac_llm_msg *msgs,
+    size_t count, bool stream, const struct ac_llm_hooks *hooks, struct ac_llm_result *res);
+/* The curl easy handle (a CURL *) set up for the next attempt; NULL when the call's time is up. */
+void *ac_provider_attempt(struct ac_provider *p);
+/* The attempt's transfer ended with curl's code: milliseconds to wait before the next attempt, or -1
+ * when the call is over (res says how it went). */
+long ac_provider_attempt_end(struct ac_provider *p, int curl_code);
+/* When the idle hook is next due (ac_mono_us(); INT64_MAX: never), and calling it: false when the
+ * hook failed, which cancels the call. */
+int64_t ac_provider_tick_due(const struct ac_provider *p);
+bool ac_provider_tick(struct ac_provider *p);
+/* Makes a begun call to its end here, blocking (ac_provider_chat after its begin). */
+void ac_provider_run(struct ac_provider *p);
+/* Ends the call as AC_LLM_CANCELLED (its transfer already out of any multi handle). */
+void ac_provider_cancel(struct ac_provider *p, const char *why);
 
 /*
  * Whether the provider answers: GET <base>/models with the key, within the connect timeout plus 5 s.

@@ -7,6 +7,12 @@
  * that fit the model's budget, the provider called with no transaction open, then finish (the reply,
  * or what came of it, or the failure).  Every send that began is finished, on every path.  With
  * "stream": true the reply is forwarded as server-sent events while it arrives.
+ *
+ * Over FastCGI the call is parked on the event loop (loop.h) once the context is built: the thread
+ * goes back to accept, the loop runs the call and forwards its pieces, and finish() runs later on
+ * whichever pool thread takes it up.  A send is on the heap for that reason, and owns copies of the
+ * request's strings it needs.  Under CGI (or with EVENT_LOOP=0, or the loop full) the thread makes
+ * the call itself, as before.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +23,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "handlers.h"
+#include "loop.h"
 
 #define IDEMPOTENCY_KEY_MAX 255
 #define HISTORY_MAX_MESSAGES 10000	/* most messages of history sent, however small */
@@ -82,17 +89,66 @@ struct send {
 
 	struct ac_llm_result res;
 	struct ac_buf event;		/* one SSE event's data */
+
+	/* Parked on the event loop: the call is the send's own, and so are the strings it keeps. */
+	struct ac_llm_hooks hooks;
+	struct ac_provider *call;
+	struct ac_park *park;
+	char *owned;			/* chat_id and user_id, copied */
 };
+
+/* The context's buffers, once the provider's request is built from them. */
+static void
+context_free(struct send *s)
+{
+	ac_buf_free(&s->text);
+	free(s->offset);
+	free(s->length);
+	free(s->role);
+	s->offset = s->length = NULL;
+	s->role = NULL;
+	s->count = s->cap = 0;
+}
 
 static void
 send_free(struct send *s)
 {
-	ac_buf_free(&s->text);
+	if (s == NULL)
+		return;
+	context_free(s);
 	ac_buf_free(&s->event);
-	free(s->offset);
-	free(s->length);
-	free(s->role);
 	ac_llm_result_free(&s->res);
+	ac_provider_free(s->call);
+	free(s->owned);
+	free(s);
+}
+
+/* The request's strings the send still needs once the request's own memory is gone. */
+static bool
+own_strings(struct send *s)
+{
+	char *p = malloc(s->chat_id.len + s->user_id.len + 1);
+
+	if (p == NULL)
+		return false;
+	memcpy(p, s->chat_id.ptr, s->chat_id.len);
+	memcpy(p + s->chat_id.len, s->user_id.ptr, s->user_id.len);
+	s->owned = p;
+	s->chat_id.ptr = p;
+	s->user_id.ptr = p + s->chat_id.len;
+	s->idem_key.ptr = NULL;
+	return true;
+}
+
+/* One event of the stream: queued on the loop while parked, else written by this thread. */
+static enum ac_err
+emit(struct send *s, const char *event, const char *data, size_t len)
+{
+	if (s->park != NULL)
+		return ac_park_sse(s->park, event, data, len);
+	if (event == NULL)
+		return ac_resp_sse_comment(s->c, data);
+	return ac_resp_sse_event(s->c, event, data, len);
 }
 
 /* ac_repo_history's callback: takes messages, newest first, while they fit. */
@@ -188,7 +244,7 @@ on_delta(void *arg, const char *text, size_t len)
 	ac_buf_addc(&s->event, '}');
 	if (ac_buf_err(&s->event) != AC_OK)
 		return ac_buf_err(&s->event);
-	return ac_resp_sse_event(s->c, "delta", s->event.data, s->event.len);
+	return emit(s, "delta", s->event.data, s->event.len);
 }
 
 /* REASONING=stream: the model's thinking, as "reasoning" events (never stored). */
@@ -203,7 +259,7 @@ on_reasoning(void *arg, const char *text, size_t len)
 	ac_buf_addc(&s->event, '}');
 	if (ac_buf_err(&s->event) != AC_OK)
 		return ac_buf_err(&s->event);
-	return ac_resp_sse_event(s->c, "reasoning", s->event.data, s->event.len);
+	return emit(s, "reasoning", s->event.data, s->event.len);
 }
 
 static enum ac_err
@@ -211,7 +267,7 @@ on_idle(void *arg)
 {
 	struct send *s = arg;
 
-	return s->stream ? ac_resp_sse_comment(s->c, "ping") : AC_OK;
+	return s->stream ? emit(s, NULL, "ping", 4) : AC_OK;
 }
 
 /* An error: a JSON answer, or an "error" event once the stream has begun. */
@@ -414,8 +470,14 @@ finish(struct send *s)
 		reply.outcome = res->text.len > 0 ? AC_REPLY_INCOMPLETE : AC_REPLY_FAILED;
 	err = settle(s, &reply, &id, &created);
 	if (res->fail != AC_LLM_OK) {
-		if (res->fail == AC_LLM_CANCELLED)
+		if (res->fail == AC_LLM_CANCELLED && c->resp.failed)
 			return;	/* nobody to tell */
+		if (res->fail == AC_LLM_CANCELLED) {
+			/* Cut short while the client waits: the process is stopping. */
+			snprintf(detail, sizeof(detail), "Failed to get AI response: %s", res->detail);
+			send_error(s, 503, detail);
+			return;
+		}
 		if (res->fail == AC_LLM_NO_KEY)
 			snprintf(detail, sizeof(detail), "%s", res->detail);
 		else
@@ -455,6 +517,57 @@ finish(struct send *s)
 		(void)ac_resp_sse_event(c, "done", b->data, b->len);
 }
 
+/* The event loop's side of a send: finish() on a pool thread, then the send freed. */
+static void
+parked_finish(struct ac_ctx *c, void *arg)
+{
+	struct send *s = arg;
+
+	s->c = c;
+	finish(s);
+}
+
+static void
+parked_release(void *arg)
+{
+	send_free(arg);
+}
+
+static const struct ac_park_ops park_ops = { parked_finish, parked_release };
+
+/*
+ * Hands the call to the event loop, which makes it and forwards its pieces; true when it took it
+ * (c->parked: the send is the loop's from then on, not to be touched here).  False: *called says
+ * whether the call was made here already (the loop could not take it once it was begun), else this
+ * thread makes it.
+ */
+static bool
+park(struct send *s, const struct ac_llm_msg *msgs, size_t n, bool *called)
+{
+	struct ac_ctx *c = s->c;
+
+	*called = false;
+	if (c->cgi || !c->cfg->event_loop || c->resp.failed)
+		return false;
+	if (ac_provider_new(c->cfg, &s->call) != AC_OK || !own_strings(s)) {
+		ac_provider_free(s->call);
+		s->call = NULL;
+		return false;
+	}
+	s->hooks.delta = on_delta;
+	s->hooks.idle = on_idle;
+	s->hooks.reasoning = c->cfg->reasoning_stream ? on_reasoning : NULL;
+	s->hooks.arg = s;
+	*called = true;
+	if (!ac_provider_begin(s->call, s->model, msgs, n, s->stream, s->stream ? &s->hooks : NULL, &s->res))
+		return false;	/* over already (the request too large to send) */
+	context_free(s);	/* the request is built from it: a parked send keeps only what it needs */
+	if (ac_park(c, s->call, &park_ops, s, &s->park))
+		return true;
+	ac_provider_run(s->call);	/* the loop is full or stopping: the call is made here */
+	return false;
+}
+
 /* Builds the context for the send's user message and asks the provider; always finishes the send. */
 static void
 answer(struct send *s)
@@ -464,6 +577,7 @@ answer(struct send *s)
 	    .reasoning = c->cfg->reasoning_stream ? on_reasoning : NULL };
 	struct ac_llm_msg *msgs;
 	size_t n = 0;
+	bool called;
 	enum ac_err err;
 
 	s->budget = history_budget(c, s->model);
@@ -497,7 +611,12 @@ answer(struct send *s)
 	}
 	if (s->stream)
 		ac_resp_sse_begin(c);
-	ac_provider_chat(c->provider, s->model, msgs, n, s->stream, s->stream ? &hooks : NULL, &s->res);
+	if (park(s, msgs, n, &called)) {
+		free(msgs);	/* s is the loop's now: not to be touched here */
+		return;
+	}
+	if (!called)
+		ac_provider_chat(c->provider, s->model, msgs, n, s->stream, s->stream ? &hooks : NULL, &s->res);
 	free(msgs);
 	finish(s);
 }
@@ -585,15 +704,21 @@ model_and_stream(struct send *s, struct ac_verrs *v, struct json_object *body)
 	}
 }
 
-static void
-send_init(struct send *s, struct ac_ctx *c)
+static struct send *
+send_new(struct ac_ctx *c)
 {
-	memset(s, 0, sizeof(*s));
+	struct send *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		ac_resp_error(c, 500, "Out of memory");
+		return NULL;
+	}
 	s->c = c;
 	ac_buf_init(&s->text, c->cfg->max_body * 2 + 16 * 1048576);
 	/* An event holds at most the whole reply, JSON-escaped (at most 6 bytes a byte). */
 	ac_buf_init(&s->event, 6 * c->cfg->provider_max_response + 4096);
 	ac_llm_result_init(&s->res, c->cfg->provider_max_response);
+	return s;
 }
 
 static int64_t
@@ -606,7 +731,7 @@ lock_until(const struct ac_config *cfg)
 void
 ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 {
-	struct send s;
+	struct send *s;
 	struct ac_verrs v;
 	struct json_object *body = NULL;
 	struct ac_str message = { NULL, 0 };
@@ -614,22 +739,24 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 	enum ac_err err;
 
 	(void)args;
-	send_init(&s, c);
+	s = send_new(c);
+	if (s == NULL)
+		return;
 	ac_verrs_init(&v);
 	if (!ac_request_object(c, &v, true, &body))
 		goto out;
 	if (body != NULL) {
-		ac_valid_body_str(&v, body, &chat_id_spec, &s.chat_id, &present);
-		ac_request_user(c, &v, body, &s.user_id);
+		ac_valid_body_str(&v, body, &chat_id_spec, &s->chat_id, &present);
+		ac_request_user(c, &v, body, &s->user_id);
 		ac_valid_body_str(&v, body, &message_spec, &message, &present);
-		model_and_stream(&s, &v, body);
+		model_and_stream(s, &v, body);
 	}
 	if (c->req.idempotency_key != NULL) {
 		struct ac_str key = { c->req.idempotency_key, strlen(c->req.idempotency_key) };
 		static const struct ac_strspec key_spec = { "idempotency-key", true, false, 1, IDEMPOTENCY_KEY_MAX };
 
-		if (ac_valid_str(&v, "header", &key_spec, &key, &s.idem_key) == false)
-			s.idem_key.ptr = NULL;
+		if (ac_valid_str(&v, "header", &key_spec, &key, &s->idem_key) == false)
+			s->idem_key.ptr = NULL;
 	}
 	if (v.count > 0) {
 		ac_resp_invalid(c, &v);
@@ -640,56 +767,60 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		goto out;
 	}
 	/* A message that cannot fit the model's context is refused before it is stored. */
-	if (estimate_tokens(message.len) > history_budget(c, s.model)) {
-		too_long(c, s.model, estimate_tokens(message.len));
+	if (estimate_tokens(message.len) > history_budget(c, s->model)) {
+		too_long(c, s->model, estimate_tokens(message.len));
 		goto out;
 	}
-	err = ac_repo_send_begin(c->repo, s.chat_id, s.user_id, message, s.idem_key, lock_until(c->cfg),
-	    &s.state);
+	err = ac_repo_send_begin(c->repo, s->chat_id, s->user_id, message, s->idem_key, lock_until(c->cfg),
+	    &s->state);
 	if (err != AC_OK) {
-		ac_resp_repo_error(c, err, s.chat_id);
+		ac_resp_repo_error(c, err, s->chat_id);
 		goto out;
 	}
-	proceed(&s, &v);
+	proceed(s, &v);
 out:
 	json_object_put(body);
 	ac_verrs_free(&v);
-	send_free(&s);
+	if (!c->parked)
+		send_free(s);
 }
 
 void
 ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 {
-	struct send s;
+	struct send *s;
 	struct ac_verrs v;
 	struct json_object *body = NULL;
 	enum ac_err err;
 
-	send_init(&s, c);
+	s = send_new(c);
+	if (s == NULL)
+		return;
 	ac_verrs_init(&v);
-	ac_request_user(c, &v, NULL, &s.user_id);
+	ac_request_user(c, &v, NULL, &s->user_id);
 	if (!ac_request_object(c, &v, false, &body))
 		goto out;
-	model_and_stream(&s, &v, body);
+	model_and_stream(s, &v, body);
 	if (v.count > 0) {
 		ac_resp_invalid(c, &v);
 		goto out;
 	}
-	s.chat_id = args[0];
+	s->chat_id = args[0];
 	if (c->cfg->api_key[0] == '\0') {
 		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
 		goto out;
 	}
-	err = ac_repo_regenerate_begin(c->repo, s.chat_id, s.user_id, lock_until(c->cfg), &s.state);
+	err = ac_repo_regenerate_begin(c->repo, s->chat_id, s->user_id, lock_until(c->cfg), &s->state);
 	if (err != AC_OK) {
-		ac_resp_repo_error(c, err, s.chat_id);
+		ac_resp_repo_error(c, err, s->chat_id);
 		goto out;
 	}
-	proceed(&s, &v);
+	proceed(s, &v);
 out:
 	json_object_put(body);
 	ac_verrs_free(&v);
-	send_free(&s);
+	if (!c->parked)
+		send_free(s);
 }
 
 void
@@ -728,7 +859,7 @@ void
 ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
 {
 	static const struct ac_strspec content_spec = { "content", true, false, 1, SIZE_MAX };
-	struct send s;
+	struct send *s;
 	struct ac_verrs v;
 	struct json_object *body = NULL;
 	struct ac_str content = { NULL, 0 };
@@ -736,43 +867,46 @@ ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
 	bool present;
 	enum ac_err err;
 
-	send_init(&s, c);
+	s = send_new(c);
+	if (s == NULL)
+		return;
 	ac_verrs_init(&v);
-	ac_request_user(c, &v, NULL, &s.user_id);
+	ac_request_user(c, &v, NULL, &s->user_id);
 	if (ac_parse_i64(args[1].ptr, args[1].len, 1, INT64_MAX, &message_id) != AC_OK)
 		ac_verrs_add(&v, "path", "message_id", "value is not a valid integer", "type_error.integer", false, 0);
 	if (!ac_request_object(c, &v, true, &body))
 		goto out;
 	if (body != NULL) {
 		ac_valid_body_str(&v, body, &content_spec, &content, &present);
-		model_and_stream(&s, &v, body);
+		model_and_stream(s, &v, body);
 	}
 	if (v.count > 0) {
 		ac_resp_invalid(c, &v);
 		goto out;
 	}
-	s.chat_id = args[0];
+	s->chat_id = args[0];
 	if (c->cfg->api_key[0] == '\0') {
 		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
 		goto out;
 	}
-	if (estimate_tokens(content.len) > history_budget(c, s.model)) {
-		too_long(c, s.model, estimate_tokens(content.len));
+	if (estimate_tokens(content.len) > history_budget(c, s->model)) {
+		too_long(c, s->model, estimate_tokens(content.len));
 		goto out;
 	}
-	err = ac_repo_edit_begin(c->repo, s.chat_id, s.user_id, message_id, content, lock_until(c->cfg),
-	    &s.state);
+	err = ac_repo_edit_begin(c->repo, s->chat_id, s->user_id, message_id, content, lock_until(c->cfg),
+	    &s->state);
 	if (err != AC_OK) {
-		ac_resp_repo_error(c, err, s.chat_id);
+		ac_resp_repo_error(c, err, s->chat_id);
 		goto out;
 	}
-	if (s.state.state == AC_SEND_NO_MESSAGE) {
+	if (s->state.state == AC_SEND_NO_MESSAGE) {
 		ac_resp_message_missing(c, message_id);
 		goto out;
 	}
-	proceed(&s, &v);
+	proceed(s, &v);
 out:
 	json_object_put(body);
 	ac_verrs_free(&v);
-	send_free(&s);
+	if (!c->parked)
+		send_free(s);
 }

@@ -1,6 +1,7 @@
 /*
- * The request's input and output: FastCGI streams, or stdin and stdout for a CGI request.  Every
- * read from the web server has the request's deadline (FCGI_READ_TIMEOUT_S, server.c).
+ * The request's input and output: FastCGI streams, or stdin and stdout for a CGI request, or (for a
+ * parked request answered on a pool thread) the event loop's queue.  Every read from the web server
+ * has the request's deadline (FCGI_READ_TIMEOUT_S, server.c).
  */
 #include <errno.h>
 #include <poll.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "../common/util.h"
+#include "loop.h"
 #include "server.h"
 #include "worker.h"
 
@@ -53,6 +55,8 @@ ac_io_read(struct ac_ctx *c, char *buf, int len)
 int
 ac_io_write(struct ac_ctx *c, const char *buf, int len)
 {
+	if (c->park != NULL)	/* a parked request's answer: queued for the loop to write */
+		return ac_park_write(c->park, buf, (size_t)len) == AC_OK ? len : -1;
 	if (!c->cgi)
 		return FCGX_PutStr(buf, len, c->fcgi.out) < 0 ? -1 : len;
 	for (int done = 0; done < len;) {
@@ -70,7 +74,9 @@ ac_io_write(struct ac_ctx *c, const char *buf, int len)
 int
 ac_io_flush(struct ac_ctx *c)
 {
-	return c->cgi ? 0 : FCGX_FFlush(c->fcgi.out);	/* CGI output is not buffered here */
+	if (c->park != NULL || c->cgi)
+		return 0;	/* the loop writes as the connection takes it; CGI output is not buffered here */
+	return FCGX_FFlush(c->fcgi.out);
 }
 
 int

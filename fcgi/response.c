@@ -246,6 +246,22 @@ ac_resp_sse_comment(struct ac_ctx *c, const char *text)
 }
 
 void
+ac_resp_resume(struct ac_ctx *c, bool committed, bool failed)
+{
+	struct ac_resp *r = &c->resp;
+
+	r->committed = false;
+	ac_resp_start(c, 500);
+	r->committed = committed;
+	if (committed) {
+		r->status = 200;
+		r->content_type = "text/event-stream";
+	}
+	r->failed = failed;
+	r->abort = false;
+}
+
+void
 ac_resp_finish(struct ac_ctx *c)
 {
 	struct ac_resp *r = &c->resp;

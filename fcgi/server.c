@@ -1,11 +1,14 @@
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -16,6 +19,7 @@
 #include "../common/json.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "loop.h"
 #include "server.h"
 #include "worker.h"
 
@@ -27,6 +31,9 @@
 #define FINISH_GRACE_MS 2000	/* closing a connection: libfcgi drains the web server's last bytes */
 
 #define ACCEPTORS 2	/* threads waiting in accept at once; the others wait their turn, newest first */
+#define FDS_RESERVED 256	/* descriptors kept for the pool (connections, databases, logs) */
+#define FDS_PER_THREAD 6
+#define FDS_PER_PARKED 2	/* a parked chat's FastCGI connection and its provider connection */
 
 /*
  * A connection's read deadline.  libfcgi reads the request's records (inside FCGX_Accept_r) and its
@@ -66,34 +73,125 @@ struct thread {
  * the provider.  A thread leaves the gate as soon as accept() returns: reading the request happens
  * outside it, so a connection that stalls never keeps the others from being accepted.
  */
+/* Work for the pool that is not a request (ac_server_post): the event loop's finishes. */
+struct job {
+	void (*fn)(struct ac_ctx *c, void *arg);
+	void *arg;
+	struct job *next;
+};
+
 static struct {
 	pthread_mutex_t mu;
 	int acceptors;
 	struct thread *idle;	/* a stack: the most recently idle on top */
-} gate = { PTHREAD_MUTEX_INITIALIZER, 0, NULL };
+	struct job *jobs, *jobs_tail;	/* first in, first out */
+	int job_fd;		/* an eventfd, readable while jobs wait and no idle thread was woken for them */
+	pthread_cond_t stop_cv;	/* stopping: threads wait here for the last jobs */
+} gate = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, NULL, NULL, -1, PTHREAD_COND_INITIALIZER };
+
+enum turn {
+	T_ACCEPT,
+	T_JOB,
+	T_STOP,
+};
 
 static atomic_int stopping;
 static _Thread_local struct watch *my_watch;	/* the calling thread's (NULL: none) */
 
-/* Waits for a turn to accept; false when the process is stopping. */
-static bool
-gate_enter(struct thread *t)
+/* The oldest job, the gate's lock held (NULL: none). */
+static struct job *
+job_pop(void)
 {
-	bool ok;
+	struct job *j = gate.jobs;
+
+	if (j != NULL) {
+		gate.jobs = j->next;
+		if (gate.jobs == NULL)
+			gate.jobs_tail = NULL;
+	}
+	if (gate.jobs == NULL && gate.job_fd >= 0) {
+		uint64_t n;
+
+		(void)read(gate.job_fd, &n, sizeof(n));	/* none left: no longer readable */
+	}
+	return j;
+}
+
+/*
+ * Waits for something to do: a job (*job set), a turn to accept, or T_STOP once the process is
+ * stopping and nothing parked or queued is left to finish.
+ */
+static enum turn
+gate_enter(struct thread *t, struct job **job)
+{
+	enum turn turn;
 
 	pthread_mutex_lock(&gate.mu);
-	while (!atomic_load(&stopping) && gate.acceptors >= ACCEPTORS) {
+	for (;;) {
+		if ((*job = job_pop()) != NULL) {
+			turn = T_JOB;
+			break;
+		}
+		if (atomic_load(&stopping)) {
+			struct timespec until;
+
+			if (ac_loop_parked() == 0) {
+				turn = T_STOP;
+				break;
+			}
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 20 * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&gate.stop_cv, &gate.mu, &until);
+			continue;
+		}
+		if (gate.acceptors < ACCEPTORS) {
+			gate.acceptors++;
+			turn = T_ACCEPT;
+			break;
+		}
 		t->woken = false;
 		t->next = gate.idle;
 		gate.idle = t;
 		while (!t->woken && !atomic_load(&stopping))
 			pthread_cond_wait(&t->turn, &gate.mu);
 	}
-	ok = !atomic_load(&stopping);
-	if (ok)
-		gate.acceptors++;
 	pthread_mutex_unlock(&gate.mu);
-	return ok;
+	return turn;
+}
+
+bool
+ac_server_post(void (*fn)(struct ac_ctx *c, void *arg), void *arg)
+{
+	struct job *j = malloc(sizeof(*j));
+	uint64_t one = 1;
+
+	if (j == NULL)
+		return false;
+	j->fn = fn;
+	j->arg = arg;
+	j->next = NULL;
+	pthread_mutex_lock(&gate.mu);
+	if (gate.jobs_tail != NULL)
+		gate.jobs_tail->next = j;
+	else
+		gate.jobs = j;
+	gate.jobs_tail = j;
+	if (gate.idle != NULL) {
+		struct thread *t = gate.idle;
+
+		gate.idle = t->next;
+		t->woken = true;
+		pthread_cond_signal(&t->turn);
+	} else if (gate.job_fd >= 0) {
+		(void)write(gate.job_fd, &one, sizeof(one));	/* the threads in accept() see it */
+	}
+	pthread_cond_signal(&gate.stop_cv);
+	pthread_mutex_unlock(&gate.mu);
+	return true;
 }
 
 /* Wakes the most recently idle thread (the gate's lock held). */
@@ -125,6 +223,7 @@ gate_release_all(void)
 	pthread_mutex_lock(&gate.mu);
 	while (gate.idle != NULL)
 		wake_newest();
+	pthread_cond_broadcast(&gate.stop_cv);
 	pthread_mutex_unlock(&gate.mu);
 }
 
@@ -239,8 +338,8 @@ ac_server_read_end(void)
 }
 
 /* The request line: method, path (no query), status, duration, user, model and tokens. */
-static void
-log_request(struct ac_ctx *c, int64_t started)
+void
+ac_log_request(struct ac_ctx *c, int64_t started)
 {
 	struct ac_str path = c->req.raw_path;
 	struct ac_buf *user = &c->scratch;	/* the request's decoded target is no longer needed */
@@ -302,26 +401,45 @@ handle(struct ac_ctx *c)
 	ac_buf_reset(&c->scratch, SCRATCH_KEEP);
 	ac_buf_reset(&c->in, SCRATCH_KEEP);
 	memset(&c->log, 0, sizeof(c->log));
+	c->started = started;
+	c->parked = false;
 	c->resp.committed = false;
 	c->resp.failed = false;
 	c->resp.abort = false;
 	ac_resp_start(c, 500);
 	if (ac_request_parse(c))
 		ac_route(c);
+	if (c->parked)
+		return;	/* the event loop answers it, and logs it once answered */
 	ac_resp_finish(c);
 	if (c->resp.abort && !c->cgi)
 		abort_connection(c);
 	if (ac_log_enabled(AC_LOG_INFO))
-		log_request(c, started);
+		ac_log_request(c, started);
 }
 
-/* The next connection; -1 when the process is stopping. */
+/* The next connection; -1 when the process is stopping, or when *job was taken instead (a job came
+ * while no thread was idle to take it). */
 static int
-accept_one(int listen_fd)
+accept_one(int listen_fd, struct job **job)
 {
+	*job = NULL;
 	while (!atomic_load(&stopping)) {
-		int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		struct pollfd pfd[2] = { { listen_fd, POLLIN, 0 }, { gate.job_fd, POLLIN, 0 } };
+		int fd;
 
+		if (poll(pfd, gate.job_fd >= 0 ? 2 : 1, ACCEPT_TICK_MS) <= 0)
+			continue;
+		if (pfd[1].revents != 0) {
+			pthread_mutex_lock(&gate.mu);
+			*job = job_pop();
+			pthread_mutex_unlock(&gate.mu);
+			if (*job != NULL)
+				return -1;
+		}
+		if (pfd[0].revents == 0)
+			continue;
+		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd >= 0)
 			return fd;
 		switch (errno) {
@@ -368,6 +486,12 @@ serve(struct thread *t, int fd)
 			break;	/* cut off, malformed or past its deadline: libfcgi has closed it */
 		c->envp = c->fcgi.envp;
 		handle(c);
+		if (c->parked) {
+			/* The loop has the connection: only libfcgi's buffers and parameters are freed. */
+			FCGX_Free(&c->fcgi, 0);
+			c->parked = false;
+			break;
+		}
 		watch_arm(&t->watch, ac_mono_us() + FINISH_GRACE_MS * 1000LL, false);
 		FCGX_Finish_r(&c->fcgi);
 		watch_disarm(&t->watch);
@@ -385,22 +509,54 @@ serve(struct thread *t, int fd)
 	watch_close(&t->watch);
 }
 
+static _Thread_local struct thread *my_thread;
+
+/* A kept connection handed back by the loop: its next request is read here. */
+static void
+keep_job(struct ac_ctx *c, void *arg)
+{
+	(void)c;
+	serve(my_thread, (int)(intptr_t)arg);
+}
+
+void
+ac_server_keep(int fd)
+{
+	if (!ac_server_post(keep_job, (void *)(intptr_t)fd))
+		close(fd);
+}
+
+static void
+run_job(struct thread *t, struct job *j)
+{
+	j->fn(&t->ctx, j->arg);
+	free(j);
+}
+
 static void *
 run(void *arg)
 {
 	struct thread *t = arg;
+	struct job *job;
 
 	my_watch = &t->watch;
+	my_thread = t;
 	for (;;) {
 		int fd;
+		enum turn turn = gate_enter(t, &job);
 
-		if (!gate_enter(t))
+		if (turn == T_STOP)
 			break;
-		fd = accept_one(t->listen_fd);
+		if (turn == T_JOB) {
+			run_job(t, job);
+			continue;
+		}
+		fd = accept_one(t->listen_fd, &job);
 		gate_leave();
-		if (fd < 0)
-			break;
-		serve(t, fd);
+		if (job != NULL)
+			run_job(t, job);
+		else if (fd >= 0)
+			serve(t, fd);
 	}
 	atomic_store(&t->done, 1);
 	return NULL;
@@ -426,6 +582,7 @@ stop_threads(struct thread *threads, int n)
 	int left;
 
 	atomic_store(&stopping, 1);
+	ac_loop_drain(deadline);
 	do {
 		gate_release_all();
 		watch_sweep(threads, n);
@@ -445,6 +602,7 @@ stop_threads(struct thread *threads, int n)
 		if (threads[i].started)
 			pthread_join(threads[i].id, NULL);
 	}
+	ac_loop_stop();
 	return true;
 }
 
@@ -505,6 +663,23 @@ ac_serve_cgi(const struct ac_config *cfg)
 	return status;
 }
 
+/* How many chats the loop may hold: what the open-files limit leaves after the pool's own. */
+static int
+max_parked(const struct ac_config *cfg)
+{
+	struct rlimit rl;
+	long long n = 1024;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		n = ((long long)rl.rlim_cur - FDS_RESERVED - (long long)cfg->threads * FDS_PER_THREAD) / FDS_PER_PARKED;
+	if (n < 16)
+		n = 16;
+	if (n > 1000000)
+		n = 1000000;
+	ac_log(AC_LOG_DEBUG, "the event loop holds at most %lld chats", n);
+	return (int)n;
+}
+
 /* accept() on the shared socket returns every ACCEPT_TICK_MS, so a stopping thread notices. */
 static bool
 listen_setup(int listen_fd)
@@ -536,6 +711,11 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 	}
 	if (!listen_setup(listen_fd))
 		goto out;
+	gate.job_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (gate.job_fd < 0) {
+		ac_log(AC_LOG_ERROR, "eventfd: %s", strerror(errno));
+		goto out;
+	}
 	for (i = 0; i < cfg->threads; i++) {
 		pthread_cond_init(&threads[i].turn, NULL);
 		watch_init(&threads[i].watch);
@@ -544,6 +724,8 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 		if (!ctx_init(&threads[i].ctx, cfg))
 			goto out;
 	}
+	if (cfg->event_loop && ac_loop_start(cfg, max_parked(cfg)) != AC_OK)
+		goto out;
 	pthread_attr_init(&attr);
 	pthread_attr_setstacksize(&attr, THREAD_STACK);
 	for (i = 0; i < cfg->threads; i++) {

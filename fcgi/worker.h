@@ -62,6 +62,28 @@ struct ac_resp {
 				 * so that the client sees the answer is incomplete */
 };
 
+struct ac_ctx;
+
+/* Work that runs once the answer has gone (after FCGX_Finish_r), in order. */
+struct ac_after {
+	struct {
+		void (*fn)(struct ac_ctx *c, void *arg);
+		void *arg;
+	} job[AC_AFTER_MAX];
+	int count;
+};
+
+/* What the request line in the log says besides method, path, status. */
+struct ac_logline {
+	char user_id[256];	/* a copy: the request's own strings are gone when it is logged */
+	size_t user_id_len;	/* 0: none */
+	const char *model;	/* a string of the configuration */
+	int64_t prompt_tokens;
+	int64_t completion_tokens;
+};
+
+struct ac_park;
+
 struct ac_ctx {
 	const struct ac_config *cfg;
 	struct ac_repo *repo;
@@ -73,20 +95,16 @@ struct ac_ctx {
 	struct ac_resp resp;
 	struct ac_buf scratch;	/* decoded path and query */
 	struct ac_buf in;	/* the request body */
-	struct {		/* work that runs once the answer has gone (after FCGX_Finish_r), in order */
-		struct {
-			void (*fn)(struct ac_ctx *c, void *arg);
-			void *arg;
-		} job[AC_AFTER_MAX];
-		int count;
-	} after;
-	struct {		/* what the request line in the log says besides method, path, status */
-		char user_id[256];	/* a copy: the request's own strings are gone when it is logged */
-		size_t user_id_len;	/* 0: none */
-		const char *model;	/* a string of the configuration */
-		int64_t prompt_tokens;
-		int64_t completion_tokens;
-	} log;
+	struct ac_after after;
+	struct ac_logline log;
+	int64_t started;	/* ac_mono_us() when the request began */
+	/*
+	 * The event loop (loop.c).  parked: the request was handed to the loop, which owns its
+	 * connection now (the thread forgets it).  park: while this thread finishes a parked request
+	 * (stores its reply and answers), the request whose output ac_io_write queues for the loop.
+	 */
+	bool parked;
+	struct ac_park *park;
 };
 
 /* Notes the request's user for its log line. */
@@ -107,6 +125,17 @@ ac_log_user(struct ac_ctx *c, struct ac_str user_id)
 bool ac_after_response(struct ac_ctx *c, void (*fn)(struct ac_ctx *c, void *arg), void *arg);
 /* server.c: runs the request's after-response job, if any. */
 void ac_run_after(struct ac_ctx *c);
+/* server.c: the request's line in the log (method, path, status, duration since started, ...). */
+void ac_log_request(struct ac_ctx *c, int64_t started);
+/*
+ * server.c: runs fn(c, arg) on a thread of the pool, with that thread's context (its database
+ * connection), as soon as one is free; from any thread.  For the event loop, which must never
+ * block on the database.  false when out of memory (fn will not run).
+ */
+bool ac_server_post(void (*fn)(struct ac_ctx *c, void *arg), void *arg);
+/* server.c: a connection the web server asked to keep, handed back by the loop once its request
+ * is answered: a thread of the pool reads its next request.  fd is blocking again. */
+void ac_server_keep(int fd);
 
 /* ---- io.c: the request's input and output, over FastCGI or CGI ---- */
 
@@ -159,6 +188,9 @@ enum ac_err ac_resp_sse_comment(struct ac_ctx *c, const char *text);
 
 /* Sends what is pending, adding CORS headers; the request is complete after it. */
 void ac_resp_finish(struct ac_ctx *c);
+/* A parked request taken up again on another thread to be answered: its head went out already when
+ * committed, and failed says the client is gone. */
+void ac_resp_resume(struct ac_ctx *c, bool committed, bool failed);
 
 /* ---- router.c ---- */
 
