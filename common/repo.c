@@ -18,6 +18,7 @@ enum {
 	S_MSG_BEFORE,
 	S_MSG_GET,
 	S_PING,
+	S_CHAT_VERSION,
 	S_COUNT
 };
 
@@ -69,6 +70,7 @@ static const struct ac_sql sql[S_COUNT] = {
 	[S_MSG_GET] = { "SELECT " AC_MSG_COLUMNS " FROM messages WHERE chat_id = $1 AND id = $2", NULL },
 	/* A read that reaches the database's tables, not only the connection. */
 	[S_PING] = { "SELECT count(*) FROM (SELECT 1 FROM chats LIMIT 1) t", NULL },
+	[S_CHAT_VERSION] = { "SELECT updated_at FROM chats WHERE id = $1 AND user_id = $2", NULL },
 };
 
 static enum ac_err
@@ -305,6 +307,19 @@ ac_repo_chat_create(struct ac_repo *r, struct ac_str user_id, struct ac_str titl
 		err = AC_EDB;
 out:
 	return ac_repo_end(r, err);
+}
+
+enum ac_err
+ac_repo_chat_version(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, int64_t *version)
+{
+	struct ac_stmt *s;
+	enum ac_err err;
+
+	if ((err = stmt(r, S_CHAT_VERSION, &s)) != AC_OK)
+		return err;
+	ac_db_bind_str(s, 1, chat_id);
+	ac_db_bind_str(s, 2, user_id);
+	return ac_repo_one_int(s, version);
 }
 
 enum ac_err

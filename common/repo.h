@@ -79,6 +79,12 @@ enum ac_err ac_repo_chat_create(struct ac_repo *r, struct ac_str user_id, struct
     ac_chat_fn fn, void *arg);
 enum ac_err ac_repo_chat_get(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
     ac_chat_fn fn, void *arg);
+/*
+ * The chat's version: its updated_at, which every write to the chat or to what its pages show moves
+ * forward (never twice to the same value).  For conditional GETs: one row, no messages read.
+ */
+enum ac_err ac_repo_chat_version(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    int64_t *version);
 /* The user's chats, newest updated_at first; *total counts them all. */
 enum ac_err ac_repo_chat_list(struct ac_repo *r, struct ac_str user_id, int64_t limit, int64_t offset,
     int64_t *total, ac_chat_fn fn, void *arg);

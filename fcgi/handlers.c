@@ -121,6 +121,81 @@ message_item_out(void *arg, const struct ac_message *m)
 	return ac_buf_err(b);
 }
 
+/*
+ * Conditional GETs.  A chat's pages are a function of its version (ac_repo_chat_version), so the
+ * version is their entity tag, a strong one ("c..." for the chat, "m..." for its message pages);
+ * Cache-Control: private, no-cache lets a browser keep them and ask again each time.
+ */
+#define ETAG_MAX 24
+
+static void
+etag_of(char out[ETAG_MAX], char kind, int64_t version)
+{
+	snprintf(out, ETAG_MAX, "\"%c%llx\"", kind, (unsigned long long)version);
+}
+
+/* Whether If-None-Match (a list of tags, or "*") names tag; weak tags compare by their opaque part. */
+static bool
+none_match_hit(const char *header, const char *tag)
+{
+	size_t tag_len = strlen(tag);
+	const char *p = header;
+
+	if (p == NULL)
+		return false;
+	while (*p != '\0') {
+		const char *end;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (*p == '*')
+			return true;
+		if (p[0] == 'W' && p[1] == '/')
+			p += 2;
+		if (*p != '"')
+			return false;	/* malformed: no match, the full answer */
+		end = strchr(p + 1, '"');
+		if (end == NULL)
+			return false;
+		if ((size_t)(end + 1 - p) == tag_len && memcmp(p, tag, tag_len) == 0)
+			return true;
+		p = end + 1;
+	}
+	return false;
+}
+
+/* Sets the tag on the answer; true (the answer is a 304, with no body) when the client has it. */
+static bool
+not_modified(struct ac_ctx *c, const char *tag)
+{
+	bool hit = none_match_hit(c->req.if_none_match, tag);
+
+	if (hit)
+		ac_resp_start(c, 304);
+	ac_resp_header(c, "ETag", tag);
+	ac_resp_header(c, "Cache-Control", "private, no-cache");
+	return hit;
+}
+
+struct chat_cond {
+	struct ac_ctx *c;
+	bool matched;
+};
+
+static enum ac_err
+chat_cond_out(void *arg, const struct ac_chat *chat)
+{
+	struct chat_cond *cc = arg;
+	char tag[ETAG_MAX];
+
+	etag_of(tag, 'c', chat->updated_at);
+	cc->matched = not_modified(cc->c, tag);
+	if (cc->matched)
+		return AC_OK;
+	write_chat(&cc->c->resp.body, chat);
+	return ac_buf_err(&cc->c->resp.body);
+}
+
 /* Whether a path's chat id can name a chat: others are answered 404 without a lookup. */
 static bool
 chat_id_ok(struct ac_ctx *c, struct ac_str id)
@@ -271,10 +346,12 @@ ac_h_chat_get(struct ac_ctx *c, const struct ac_str *args)
 	struct ac_str user_id;
 	enum ac_err err;
 
+	struct chat_cond cc = { c, false };
+
 	if (!chat_target(c, args, &user_id))
 		return;
 	ac_resp_start(c, 200);
-	err = ac_repo_chat_get(c->repo, args[0], user_id, chat_out, &c->resp.body);
+	err = ac_repo_chat_get(c->repo, args[0], user_id, chat_cond_out, &cc);
 	if (err != AC_OK)
 		ac_resp_repo_error(c, err, args[0]);
 }
@@ -334,8 +411,9 @@ ac_h_message_list(struct ac_ctx *c, const struct ac_str *args)
 	struct ac_str user_id;
 	struct ac_page page = { 0, 0, false };
 	struct list_out o = { c, &c->resp.body, 0, false };
-	int64_t before_id = 0, after_id = 0;
+	int64_t before_id = 0, after_id = 0, version = 0;
 	bool newest = false;
+	char tag[ETAG_MAX];
 	enum ac_err err;
 
 	ac_verrs_init(&v);
@@ -363,7 +441,17 @@ ac_h_message_list(struct ac_ctx *c, const struct ac_str *args)
 	} else {
 		page.cursor = after_id;
 	}
+	/* The version before the page: a write between the two leaves the tag older than the page, so
+	 * the next conditional request gets the page again, never a stale one kept as fresh. */
+	err = ac_repo_chat_version(c->repo, args[0], user_id, &version);
+	if (err != AC_OK) {
+		ac_resp_repo_error(c, err, args[0]);
+		goto out;
+	}
 	ac_resp_start(c, 200);
+	etag_of(tag, 'm', version);
+	if (not_modified(c, tag))
+		goto out;
 	ac_buf_addc(o.b, '[');
 	err = ac_repo_message_list(c->repo, args[0], user_id, &page, &o.more, message_item_out, &o);
 	if (err != AC_OK) {

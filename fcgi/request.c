@@ -50,6 +50,7 @@ ac_request_parse(struct ac_ctx *c)
 	r->acr_headers = param(c, "HTTP_ACCESS_CONTROL_REQUEST_HEADERS");
 	r->accept = param(c, "HTTP_ACCEPT");
 	r->idempotency_key = param(c, "HTTP_IDEMPOTENCY_KEY");
+	r->if_none_match = param(c, "HTTP_IF_NONE_MATCH");
 
 	/* REQUEST_URI is the raw target; a server that sends none gets its PATH_INFO taken as one. */
 	uri = param(c, "REQUEST_URI");

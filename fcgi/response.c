@@ -14,6 +14,7 @@ reason(int status)
 	case 200: return "OK";
 	case 201: return "Created";
 	case 204: return "No Content";
+	case 304: return "Not Modified";
 	case 400: return "Bad Request";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
@@ -74,7 +75,7 @@ send_head(struct ac_ctx *c, long long content_length)
 
 	n = snprintf(line, sizeof(line), "Status: %d %s\r\n", r->status, reason(r->status));
 	put(c, line, (size_t)n);
-	if (r->status != 204) {
+	if (r->status != 204 && r->status != 304) {
 		n = snprintf(line, sizeof(line), "Content-Type: %s\r\n",
 		    r->content_type != NULL ? r->content_type : "application/json");
 		put(c, line, (size_t)n);
@@ -273,7 +274,7 @@ ac_resp_finish(struct ac_ctx *c)
 			put(c, r->body.data, r->body.len);
 		return;
 	}
-	send_head(c, r->status == 204 ? -1 : (long long)r->body.len);
-	if (c->req.method != AC_HEAD && r->status != 204)
+	send_head(c, r->status == 204 || r->status == 304 ? -1 : (long long)r->body.len);
+	if (c->req.method != AC_HEAD && r->status != 204 && r->status != 304)
 		put(c, r->body.data, r->body.len);
 }

@@ -48,6 +48,7 @@ struct ac_request {
 	const char *acr_headers;
 	const char *accept;
 	const char *idempotency_key;
+	const char *if_none_match;	/* conditional GETs (handlers.c) */
 	struct ac_str body;
 };
 
