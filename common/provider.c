@@ -588,7 +588,11 @@ ac_provider_attempt(struct ac_provider *p)
 	/* A chat's answer arrives in small pieces: a small receive buffer keeps a waiting call cheap
 	 * (curl's default is 16 KiB a handle); an HTTP/2 provider's calls share its connections. */
 	curl_easy_setopt(c, CURLOPT_BUFFERSIZE, (long)RECV_BUFFER);
-	curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
+	/* Over TLS a new call waits for a connection being set up to say whether it multiplexes (ALPN):
+	 * with HTTP/2, thousands of calls then share a few connections.  Plain http:// is HTTP/1.1, where
+	 * the wait would only serialise the calls. */
+	if (strncmp(p->url, "https://", 8) == 0)
+		curl_easy_setopt(c, CURLOPT_PIPEWAIT, 1L);
 	return c;
 }
 

@@ -19,6 +19,7 @@ Faults are asked for by directives in the LAST user message, so concurrent tests
   #chunk_delay=S    (stream) wait S seconds between pieces
   #reply=TEXT       reply TEXT (JSON-decoded if it starts with a quote) instead of the echo
   #words=N          reply N words
+  #piece_bytes=B    (with #words) each word is B bytes long (a large reply in few pieces)
   #reasoning=N      (stream) N pieces of reasoning (delta.reasoning, as gpt-oss sends) before the reply
   #reasoning_delay=S (stream) wait S seconds after each piece of reasoning
 A wrong key (anything but Bearer test-key, or FAKE_PROVIDER_KEY) is 401 whose message quotes the key
@@ -191,6 +192,9 @@ class Handler(BaseHTTPRequestHandler):
         if "reply" in d:
             r = d["reply"]
             return json.loads(r) if r.startswith('"') else r
+        if "words" in d and "piece_bytes" in d:
+            width = max(2, int(d["piece_bytes"]))
+            return " ".join(("w%d" % i).ljust(width - 1, "x") for i in range(int(d["words"])))
         if "words" in d:
             return " ".join("w%d" % i for i in range(int(d["words"])))
         return "Echo: " + last
