@@ -30,7 +30,7 @@
 
 #define PROGRAM "ai-chat-fcgi"
 #define VERSION "1.0.0"
-#define LISTEN_BACKLOG 1024
+#define LISTEN_BACKLOG 4096	/* the kernel caps it at somaxconn (4096 on Debian 12) */
 #define RESPAWN_MIN_SECONDS 1	/* a worker that dies sooner than this after its start is restarted late */
 #define MMAP_THRESHOLD (128 * 1024)	/* allocations this large are mapped, and given back when freed */
 #ifndef AC_SYSCONF_FILE

@@ -34,6 +34,10 @@
 #define FDS_RESERVED 256	/* descriptors kept for the pool (connections, databases, logs) */
 #define FDS_PER_THREAD 6
 #define FDS_PER_PARKED 2	/* a parked chat's FastCGI connection and its provider connection */
+/* Jobs (the loop's finishes: a short write each) run on at most this many threads at once: the
+ * database takes its writers one at a time anyway, and the rest of the pool stays free for requests
+ * while thousands of replies are stored at once. */
+#define JOB_LANES 4
 
 /*
  * A connection's read deadline.  libfcgi reads the request's records (inside FCGX_Accept_r) and its
@@ -85,9 +89,10 @@ static struct {
 	int acceptors;
 	struct thread *idle;	/* a stack: the most recently idle on top */
 	struct job *jobs, *jobs_tail;	/* first in, first out */
-	int job_fd;		/* an eventfd, readable while jobs wait and no idle thread was woken for them */
+	int jobs_running;	/* at most JOB_LANES */
+	int job_fd;		/* an eventfd, readable while a job may start and no idle thread was woken for it */
 	pthread_cond_t stop_cv;	/* stopping: threads wait here for the last jobs */
-} gate = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, NULL, NULL, -1, PTHREAD_COND_INITIALIZER };
+} gate = { PTHREAD_MUTEX_INITIALIZER, 0, NULL, NULL, NULL, 0, -1, PTHREAD_COND_INITIALIZER };
 
 enum turn {
 	T_ACCEPT,
@@ -98,21 +103,23 @@ enum turn {
 static atomic_int stopping;
 static _Thread_local struct watch *my_watch;	/* the calling thread's (NULL: none) */
 
-/* The oldest job, the gate's lock held (NULL: none). */
+/* The oldest job, if a lane is free, the gate's lock held (NULL: none to start). */
 static struct job *
 job_pop(void)
 {
-	struct job *j = gate.jobs;
+	struct job *j = NULL;
 
-	if (j != NULL) {
+	if (gate.jobs != NULL && gate.jobs_running < JOB_LANES) {
+		j = gate.jobs;
 		gate.jobs = j->next;
 		if (gate.jobs == NULL)
 			gate.jobs_tail = NULL;
+		gate.jobs_running++;
 	}
-	if (gate.jobs == NULL && gate.job_fd >= 0) {
+	if ((gate.jobs == NULL || gate.jobs_running >= JOB_LANES) && gate.job_fd >= 0) {
 		uint64_t n;
 
-		(void)read(gate.job_fd, &n, sizeof(n));	/* none left: no longer readable */
+		(void)read(gate.job_fd, &n, sizeof(n));	/* nothing to start: no longer readable */
 	}
 	return j;
 }
@@ -180,13 +187,14 @@ ac_server_post(void (*fn)(struct ac_ctx *c, void *arg), void *arg)
 	else
 		gate.jobs = j;
 	gate.jobs_tail = j;
-	if (gate.idle != NULL) {
+	/* With every lane busy, the thread that ends a job takes the next. */
+	if (gate.jobs_running < JOB_LANES && gate.idle != NULL) {
 		struct thread *t = gate.idle;
 
 		gate.idle = t->next;
 		t->woken = true;
 		pthread_cond_signal(&t->turn);
-	} else if (gate.job_fd >= 0) {
+	} else if (gate.jobs_running < JOB_LANES && gate.job_fd >= 0) {
 		(void)write(gate.job_fd, &one, sizeof(one));	/* the threads in accept() see it */
 	}
 	pthread_cond_signal(&gate.stop_cv);
@@ -531,6 +539,9 @@ run_job(struct thread *t, struct job *j)
 {
 	j->fn(&t->ctx, j->arg);
 	free(j);
+	pthread_mutex_lock(&gate.mu);
+	gate.jobs_running--;
+	pthread_mutex_unlock(&gate.mu);
 }
 
 static void *
