@@ -308,6 +308,9 @@ load_provider(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_s
 	    msg_size)) != AC_OK)
 		return err;
 	cfg->client_queue_bytes = (size_t)n;
+	if ((err = get_int("PAGE_CACHE_BYTES", dotenv, 4 * 1048576, 0, 1024LL * 1048576, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->page_cache_bytes = (size_t)n;
 	if ((err = setting("REASONING", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
 		return err;
 	if (v != NULL && *v != '\0' && strcmp(v, "stream") != 0 && strcmp(v, "hidden") != 0) {

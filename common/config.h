@@ -46,6 +46,7 @@ struct ac_config {
 	int reasoning_stream;		/* REASONING=stream: the model's reasoning as "reasoning" events */
 	int event_loop;			/* EVENT_LOOP: chats waiting on the model are parked on the loop */
 	size_t client_queue_bytes;	/* CLIENT_QUEUE_BYTES: a parked chat's output waiting for a client */
+	size_t page_cache_bytes;	/* PAGE_CACHE_BYTES: rendered message pages kept per process */
 	char system_prompt[4096];	/* SYSTEM_PROMPT */
 	char models_file[AC_PATH_MAX];	/* MODELS_FILE: empty for ./conf/models.conf or the built-in copy */
 	struct ac_models models;

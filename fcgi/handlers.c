@@ -6,6 +6,7 @@
 #include "../common/json.h"
 #include "../common/util.h"
 #include "handlers.h"
+#include "pages.h"
 
 #define TITLE_MAX 200
 #define CHATS_LIMIT_MAX 100
@@ -414,6 +415,7 @@ ac_h_message_list(struct ac_ctx *c, const struct ac_str *args)
 	int64_t before_id = 0, after_id = 0, version = 0;
 	bool newest = false;
 	char tag[ETAG_MAX];
+	struct ac_page_key key;
 	enum ac_err err;
 
 	ac_verrs_init(&v);
@@ -452,6 +454,15 @@ ac_h_message_list(struct ac_ctx *c, const struct ac_str *args)
 	etag_of(tag, 'm', version);
 	if (not_modified(c, tag))
 		goto out;
+	key.chat_id = args[0];
+	key.version = version;
+	key.limit = page.limit;
+	key.cursor = page.cursor;
+	key.backward = page.backward;
+	if (ac_pages_get(&key, o.b, &o.more)) {
+		more_header(&o);
+		goto out;
+	}
 	ac_buf_addc(o.b, '[');
 	err = ac_repo_message_list(c->repo, args[0], user_id, &page, &o.more, message_item_out, &o);
 	if (err != AC_OK) {
@@ -461,6 +472,8 @@ ac_h_message_list(struct ac_ctx *c, const struct ac_str *args)
 	ac_buf_addc(o.b, ']');
 	if (o.n == 0)
 		more_header(&o);
+	if (!c->resp.committed && ac_buf_err(o.b) == AC_OK)	/* a page too large streamed out: not kept */
+		ac_pages_put(&key, o.b->data, o.b->len, o.more);
 out:
 	ac_verrs_free(&v);
 }

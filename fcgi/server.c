@@ -20,6 +20,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "loop.h"
+#include "pages.h"
 #include "server.h"
 #include "worker.h"
 
@@ -735,6 +736,7 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 		if (!ctx_init(&threads[i].ctx, cfg))
 			goto out;
 	}
+	ac_pages_init(cfg->page_cache_bytes);
 	if (cfg->event_loop && ac_loop_start(cfg, max_parked(cfg)) != AC_OK)
 		goto out;
 	pthread_attr_init(&attr);

@@ -22,7 +22,8 @@
 #   (limit=50), trivial /health (baseline, after)
 # and prints a table. The baseline is the mean of its two runs, which evens out drift.
 #
-# Targets: /health >= 0.90 of the baseline, /chats/{id}/messages >= 0.50; /chats/{id} is reported
+# Targets: /health >= 0.90 of the baseline, /chats/{id}/messages >= 0.80 of the same responder answering
+# a body of the page's size (BODY_BYTES, the mean of a run before and one after); /chats/{id} is reported
 # without a target. A MISS is reported and the exit status stays 0 (it is a report). Any non-2xx
 # response or socket error (wrk's "Non-2xx or 3xx responses" and "Socket errors") is a FAIL, and so is
 # anything that does not run (a stack that does not start, wrk failing): those exit 1.
@@ -117,15 +118,15 @@ free_port() {
     return 1
 }
 
-# start_stack NAME WORKER PORT: prints the stack's pid (= its process group).
+# start_stack NAME WORKER PORT [BODY_BYTES]: prints the stack's pid (= its process group).
 start_stack() {
-    local name=$1 worker=$2 port=$3 pid i
+    local name=$1 worker=$2 port=$3 body_bytes=${4:-0} pid i
     (
         cd "$work"
         # Like nginx's access log, the worker's request lines are off while measuring (LOG_LEVEL=info
         # to keep them).
         exec setsid env WORKER="$worker" PORT="$port" RUN_DIR="$work/run-$name" ACCESS_LOG=off \
-            LOG_LEVEL="${LOG_LEVEL:-warn}" \
+            LOG_LEVEL="${LOG_LEVEL:-warn}" BODY_BYTES="$body_bytes" \
             NGINX_WORKERS=1 DATABASE_URL="sqlite:///$db" "$stack"
     ) </dev/null >"$work/$name.log" 2>&1 &
     pid=$!
@@ -205,9 +206,11 @@ now_us=$(date +%s%6N)
         content="${content% *}."               # end on a word
         if [ $((i % 2)) = 1 ]; then role=user; else role=assistant; fi
         last_ts=$((now_us + i * 1000))
-        echo "INSERT INTO messages (chat_id, role, content, created_at) VALUES ('$chat_id', '$role', '${content//\'/\'\'}', $last_ts);"
+        # each message follows the one before (the tree of issue 9), on the active path
+        echo "INSERT INTO messages (chat_id, parent_id, role, content, created_at) VALUES ('$chat_id'," \
+             "(SELECT max(id) FROM messages WHERE chat_id = '$chat_id'), '$role', '${content//\'/\'\'}', $last_ts);"
     done
-    echo "UPDATE chats SET updated_at = $last_ts WHERE id = '$chat_id';"
+    echo "UPDATE chats SET updated_at = $last_ts, message_count = $n_messages WHERE id = '$chat_id';"
     echo "COMMIT;"
 } > "$work/messages.sql"
 # The worker has the database open (WAL mode): wait up to 10 s for its lock like any other writer.
@@ -226,6 +229,13 @@ body=$(curl -sS --max-time 5 -f "$messages_url") || die "GET /chats/{id}/message
 got=$(printf '%s' "$body" | grep -o '"role": *"' | wc -l)
 [ "$got" -eq "$n_messages" ] || die "GET /chats/{id}/messages returned $got messages, not $n_messages"
 bytes=${#body}
+
+# The bare responder again, answering a body of the messages page's size: the page's own baseline.
+sized_port=$(free_port "$real_port") || die "no free port"
+start_stack sized "$trivial_bin" "$sized_port" "$bytes"
+sized_pid=$STACK_PID
+wait_healthy sized "$sized_port" "$sized_pid"
+sized=http://127.0.0.1:$sized_port
 
 # ---- the runs
 # wrk ignores SIGINT, and bash runs no INT trap while a foreground child that ignored it runs on; so
@@ -251,7 +261,9 @@ run_wrk() {
 run_wrk base1 "$trivial/health"
 run_wrk health "$real/health"
 run_wrk chat "$chat_url"
+run_wrk sized1 "$sized/health"
 run_wrk messages "$messages_url"
+run_wrk sized2 "$sized/health"
 run_wrk base2 "$trivial/health"
 
 # wrk_field KEY FIELD: rps, p50, p99, requests, non2xx, sockerr
@@ -274,19 +286,20 @@ base1=$(wrk_field base1 rps)
 base2=$(wrk_field base2 rps)
 baseline=$(awk -v a="$base1" -v b="$base2" 'BEGIN { printf "%.2f", (a + b) / 2 }')
 awk -v b="$baseline" 'BEGIN { exit !(b > 0) }' || die "the baseline measured 0 req/s"
+sized_base=$(awk -v a="$(wrk_field sized1 rps)" -v b="$(wrk_field sized2 rps)" 'BEGIN { printf "%.2f", (a + b) / 2 }')
 
 errors=0
 row_fmt="%-44s %10s %9s %9s %8s %8s %7s %7s  %s\n"
-# row LABEL KEY TARGET(or -)
+# row LABEL KEY TARGET(or -) [BASELINE]
 row() {
-    local label=$1 key=$2 target=$3 rps p50 p99 reqs non2xx sockerr ratio verdict
+    local label=$1 key=$2 target=$3 base=${4:-$baseline} rps p50 p99 reqs non2xx sockerr ratio verdict
     rps=$(wrk_field "$key" rps)
     p50=$(wrk_field "$key" p50)
     p99=$(wrk_field "$key" p99)
     reqs=$(wrk_field "$key" requests)
     non2xx=$(wrk_field "$key" non2xx)
     sockerr=$(wrk_field "$key" sockerr)
-    ratio=$(awk -v r="$rps" -v b="$baseline" 'BEGIN { printf "%.2f", r / b }')
+    ratio=$(awk -v r="$rps" -v b="$base" 'BEGIN { printf "%.2f", r / b }')
     if [ "$non2xx" != 0 ] || [ "$sockerr" != 0 ] || [ "$reqs" = 0 ] || [ "$rps" = "?" ]; then
         verdict="FAIL ($non2xx non-2xx, $sockerr socket errors of $reqs requests)"
         errors=$((errors + 1))
@@ -316,10 +329,13 @@ printf "$row_fmt" endpoint req/s p50 p99 non-2xx sockerr ratio target result
 row "trivial /health (baseline, before)" base1 -
 row "real /health" health 0.90
 row "real /chats/{id}" chat -
-row "real /chats/{id}/messages (limit=50)" messages 0.50
+row "real /chats/{id}/messages (limit=50)" messages -
+row "trivial, a $bytes-byte body (before)" sized1 - "$sized_base"
+row "real /chats/{id}/messages vs the same size" messages 0.80 "$sized_base"
+row "trivial, a $bytes-byte body (after)" sized2 - "$sized_base"
 row "trivial /health (baseline, after)" base2 -
 echo
-echo "baseline: $baseline req/s (mean of $base1 and $base2; they differ by $drift%)"
+echo "baseline: $baseline req/s (mean of $base1 and $base2; they differ by $drift%); the ${bytes}-byte baseline: $sized_base req/s"
 if awk -v d="$drift" 'BEGIN { exit !(d > 10) }'; then
     echo "note: the baseline drifted by more than 10% between its two runs; the ratios are noisy"
 fi

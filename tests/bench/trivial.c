@@ -7,7 +7,9 @@
  * and nginx themselves.
  *
  * Environment: FCGI_SOCKET (unix socket path, required), FCGI_SOCKET_MODE (octal, default 0660),
- * FCGI_SOCKET_GROUP (group to give the socket, optional), WORKER_THREADS (1..1024, default 8).
+ * FCGI_SOCKET_GROUP (group to give the socket, optional), WORKER_THREADS (1..1024, default 8),
+ * BODY_BYTES (0..4194304, default 0): answer a JSON body of exactly that many bytes instead (the
+ * baseline for a page of that size), with its Content-Length, in one FCGX_PutStr like the worker.
  * SIGTERM or SIGINT: unlink the socket and exit at once (requests in flight are dropped; this is a
  * bench responder, not a server).
  */
@@ -30,6 +32,8 @@ static const char RESPONSE[] =
 
 static const char *socket_path;
 static int listen_fd = -1;
+static char *sized;		/* BODY_BYTES: the whole answer, head and body */
+static int sized_len;
 
 static void on_stop(int sig)
 {
@@ -49,7 +53,10 @@ static void *serve(void *arg)
         return NULL;
     }
     while (FCGX_Accept_r(&request) >= 0) {
-        FCGX_PutStr(RESPONSE, (int)(sizeof RESPONSE - 1), request.out);
+        if (sized != NULL)
+            FCGX_PutStr(sized, sized_len, request.out);
+        else
+            FCGX_PutStr(RESPONSE, (int)(sizeof RESPONSE - 1), request.out);
         FCGX_Finish_r(&request);
     }
     fprintf(stderr, "bench-trivial: FCGX_Accept_r failed; thread exits\n");
@@ -81,6 +88,23 @@ int main(void)
     }
     long threads = env_long("WORKER_THREADS", 8, 1, 1024, 10);
     long mode = env_long("FCGI_SOCKET_MODE", 0660, 0, 0777, 8);
+    long body_bytes = env_long("BODY_BYTES", 0, 0, 4194304, 10);
+
+    if (body_bytes > 0) {
+        char head[128];
+        int n = snprintf(head, sizeof head, "Status: 200 OK\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %ld\r\n\r\n", body_bytes);
+
+        sized = malloc((size_t)n + (size_t)body_bytes);
+        if (sized == NULL)
+            return 1;
+        memcpy(sized, head, (size_t)n);
+        /* A JSON string of the right length: "xxx...". */
+        memset(sized + n, 'x', (size_t)body_bytes);
+        sized[n] = '"';
+        sized[n + body_bytes - 1] = '"';
+        sized_len = n + (int)body_bytes;
+    }
 
     if (FCGX_Init() != 0) {
         fprintf(stderr, "bench-trivial: FCGX_Init failed\n");
