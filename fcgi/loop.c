@@ -44,6 +44,7 @@ enum state {
 	P_WAITING,	/* between two attempts */
 	P_AWAY,		/* a pool thread finishes it */
 	P_CLOSING,	/* answered: what is queued is written out, then the connection ends */
+	P_DONE,		/* ended: freed at the end of the round of events */
 };
 
 struct ac_park {
@@ -68,7 +69,7 @@ struct ac_park {
 	const struct ac_park_ops *ops;
 	void *arg;
 	struct ac_park *prev, *next;	/* the loop's list */
-	struct ac_park *qnext;		/* the queue to the loop */
+	struct ac_park *qnext;		/* the queue to the loop, or the loop's done list */
 
 	/* The request, for its answer and its log line. */
 	enum ac_method method;
@@ -83,7 +84,8 @@ struct ac_park {
 
 struct curl_sock {
 	int kind;		/* K_CURL */
-	curl_socket_t fd;
+	curl_socket_t fd;	/* CURL_SOCKET_BAD once curl has let it go */
+	struct curl_sock *dead_next;
 };
 
 static struct {
@@ -106,10 +108,15 @@ static struct {
 	int64_t curl_due;	/* ac_mono_us() of curl's timer, -1: none */
 	struct ac_park *list;
 	int64_t next_tick;
+	/* Done with during this round of events, freed once it is over: a later event of the same
+	 * round may still name them. */
+	struct ac_park *done;
+	struct curl_sock *dead;
 } loop = { .mu = PTHREAD_MUTEX_INITIALIZER, .wake_fd = -1, .ep = -1, .curl_due = -1 };
 
 static void to_pool(struct ac_park *k);
 static void flush_wire(struct ac_park *k);
+static bool park_gone(struct ac_park *k, bool in_callback);
 
 /* ---- the queue in ---- */
 
@@ -170,7 +177,7 @@ list_remove(struct ac_park *k)
 }
 
 static void
-park_free(struct ac_park *k)
+park_free_now(struct ac_park *k)
 {
 	ac_buf_free(&k->wire);
 	free(k->origin);
@@ -225,7 +232,7 @@ transfer_remove(struct ac_park *k)
  * Its call is cancelled, and what came is stored by the finish.  From a hook inside curl's
  * callbacks only the connection is closed: the hook's error then stops the transfer itself.
  */
-static void
+static bool
 park_gone(struct ac_park *k, bool in_callback)
 {
 	if (!k->gone) {
@@ -233,12 +240,14 @@ park_gone(struct ac_park *k, bool in_callback)
 		close_fd(k);
 	}
 	if (in_callback)
-		return;
+		return false;
 	if (k->state == P_RUNNING || k->state == P_WAITING) {
 		transfer_remove(k);
 		ac_provider_cancel(k->p, "the client went away");
 		to_pool(k);
+		return true;	/* the pool's now: not to be touched here */
 	}
+	return false;
 }
 
 /* The next attempt of the call on the multi handle; or, when its time is up, the finish. */
@@ -320,7 +329,7 @@ after_job(struct ac_ctx *c, void *arg)
 
 	c->after = k->after;
 	ac_run_after(c);
-	park_free(k);
+	park_free_now(k);
 }
 
 static void
@@ -362,9 +371,30 @@ park_close(struct ac_park *k)
 			close_fd(k);
 		}
 	}
-	if (k->after.count > 0 && ac_server_post(after_job, k))
-		return;
-	park_free(k);
+	k->state = P_DONE;
+	k->at_loop = false;
+	k->qnext = loop.done;
+	loop.done = k;
+}
+
+/* The end of a round of events: what was done with is let go. */
+static void
+bury(void)
+{
+	while (loop.done != NULL) {
+		struct ac_park *k = loop.done;
+
+		loop.done = k->qnext;
+		if (k->after.count > 0 && ac_server_post(after_job, k))
+			continue;
+		park_free_now(k);
+	}
+	while (loop.dead != NULL) {
+		struct curl_sock *cs = loop.dead;
+
+		loop.dead = cs->dead_next;
+		free(cs);
+	}
 }
 
 /* Writes what is queued, as far as the connection takes it. */
@@ -528,7 +558,7 @@ park_io(struct ac_park *k, uint32_t events)
 		char trash[4096];
 		size_t total = 0;
 
-		while (total < DISCARD_MAX) {
+		while (total < DISCARD_MAX && k->fd >= 0) {
 			ssize_t n = read(k->fd, trash, sizeof(trash));
 
 			if (n > 0) {
@@ -539,16 +569,17 @@ park_io(struct ac_park *k, uint32_t events)
 				continue;
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				break;
-			park_gone(k, false);
+			if (park_gone(k, false))
+				return;
 			break;
 		}
 	}
-	if (k->fd >= 0 && (events & (EPOLLERR | EPOLLHUP)))
-		park_gone(k, false);
+	if (k->fd >= 0 && (events & (EPOLLERR | EPOLLHUP)) && park_gone(k, false))
+		return;
 	if (k->fd >= 0 && (events & EPOLLOUT))
 		flush_wire(k);
-	if (k->state == P_RUNNING && k->gone)
-		park_gone(k, false);
+	if (k->gone && park_gone(k, false))
+		return;
 	if (k->state == P_CLOSING && (k->fd < 0 || k->wire_off >= k->wire.len))
 		park_close(k);
 }
@@ -565,7 +596,11 @@ on_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 	(void)userp;
 	if (what == CURL_POLL_REMOVE) {
 		(void)epoll_ctl(loop.ep, EPOLL_CTL_DEL, fd, NULL);
-		free(cs);
+		if (cs != NULL) {
+			cs->fd = CURL_SOCKET_BAD;
+			cs->dead_next = loop.dead;
+			loop.dead = cs;
+		}
 		curl_multi_assign(loop.multi, fd, NULL);
 		return 0;
 	}
@@ -711,10 +746,16 @@ run(void *arg)
 				    (ev[i].events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
 				    (ev[i].events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
 
+				if (cs->fd == CURL_SOCKET_BAD)
+					continue;	/* let go earlier in this round */
 				curl_multi_socket_action(loop.multi, cs->fd, flags, &running);
 				transfers_done();
 			} else {
-				park_io(ev[i].data.ptr, ev[i].events);
+				struct ac_park *k = ev[i].data.ptr;
+
+				/* An event of this round for a request handed on (or ended) earlier in it. */
+				if (k->at_loop && k->state != P_DONE)
+					park_io(k, ev[i].events);
 			}
 		}
 		now = ac_mono_us();
@@ -727,6 +768,7 @@ run(void *arg)
 			loop.next_tick = now + TICK_MS * 1000;
 			tick(now);
 		}
+		bury();
 	}
 	return NULL;
 }
