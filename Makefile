@@ -119,9 +119,9 @@ build/openapi_doc.c: conf/docs/openapi.json Makefile
 build/openapi_doc.o: build/openapi_doc.c build/.flags
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-build/tests/%: tests/unit/%.c $(COMMON_OBJ) build/fcgi/http.o $(HEADERS) build/.flags
+build/tests/%: tests/unit/%.c $(COMMON_OBJ) build/fcgi/http.o build/fcgi/record.o $(HEADERS) build/.flags
 	@mkdir -p build/tests
-	$(CC) $(CFLAGS) -o $@ $< $(COMMON_OBJ) build/fcgi/http.o $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) -o $@ $< $(COMMON_OBJ) build/fcgi/http.o build/fcgi/record.o $(LDLIBS) -lcmocka
 
 # A fuzz target run over its corpus in tests/fuzz/corpus/ with the ordinary compiler (make test).
 build/tests/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(COMMON_OBJ) build/fcgi/http.o $(HEADERS) build/.flags

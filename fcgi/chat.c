@@ -517,7 +517,14 @@ finish(struct send *s)
 		(void)ac_resp_sse_event(c, "done", b->data, b->len);
 }
 
-/* The event loop's side of a send: finish() on a pool thread, then the send freed. */
+/*
+ * The event loop's side of a send: finish() on a pool thread, then the send freed.  Whatever must
+ * happen once at a send's end (a per-user slot released, tokens counted) belongs in finish(): every
+ * send that began reaches it exactly once, parked or not, cancelled too (the client left, the
+ * provider failed, the process stopping; only a killed process does not, and its row's lock runs
+ * out).  Work for after the answer goes through ac_after_response() as before: for a parked send it
+ * runs on a pool thread once the loop has written the answer out.
+ */
 static void
 parked_finish(struct ac_ctx *c, void *arg)
 {
