@@ -357,7 +357,8 @@ park_close(struct ac_park *k)
 			 * response as if it were whole (server.c's abort_connection; best effort here). */
 			static const unsigned char bad_record[8] = { 0 };
 
-			(void)write(k->fd, bad_record, sizeof(bad_record));
+			if (write(k->fd, bad_record, sizeof(bad_record)) != (ssize_t)sizeof(bad_record))
+				ac_log(AC_LOG_DEBUG, "a cut-short answer's end did not fit its connection");
 			(void)shutdown(k->fd, SHUT_RDWR);
 			close_fd(k);
 		} else if (k->keep && atomic_load(&loop.drain_at) == 0) {

@@ -82,6 +82,7 @@ struct thread {
 struct job {
 	void (*fn)(struct ac_ctx *c, void *arg);
 	void *arg;
+	bool lane;		/* counted against JOB_LANES (a kept connection's next request is not) */
 	struct job *next;
 };
 
@@ -104,23 +105,36 @@ enum turn {
 static atomic_int stopping;
 static _Thread_local struct watch *my_watch;	/* the calling thread's (NULL: none) */
 
-/* The oldest job, if a lane is free, the gate's lock held (NULL: none to start). */
+/* The oldest job that may start (a lane free, or it needs none), the gate's lock held (NULL: none). */
 static struct job *
 job_pop(void)
 {
-	struct job *j = NULL;
+	struct job *j = NULL, *prev = NULL;
+	bool startable = false;
 
-	if (gate.jobs != NULL && gate.jobs_running < JOB_LANES) {
-		j = gate.jobs;
-		gate.jobs = j->next;
-		if (gate.jobs == NULL)
-			gate.jobs_tail = NULL;
-		gate.jobs_running++;
+	for (struct job *it = gate.jobs; it != NULL; prev = it, it = it->next) {
+		if (!it->lane || gate.jobs_running < JOB_LANES) {
+			j = it;
+			break;
+		}
 	}
-	if ((gate.jobs == NULL || gate.jobs_running >= JOB_LANES) && gate.job_fd >= 0) {
+	if (j != NULL) {
+		if (prev != NULL)
+			prev->next = j->next;
+		else
+			gate.jobs = j->next;
+		if (gate.jobs_tail == j)
+			gate.jobs_tail = prev;
+		if (j->lane)
+			gate.jobs_running++;
+	}
+	for (struct job *it = gate.jobs; it != NULL && !startable; it = it->next)
+		startable = !it->lane || gate.jobs_running < JOB_LANES;
+	if (!startable && gate.job_fd >= 0) {
 		uint64_t n;
 
-		(void)read(gate.job_fd, &n, sizeof(n));	/* nothing to start: no longer readable */
+		if (read(gate.job_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)	/* nothing to start: not readable */
+			ac_log(AC_LOG_ERROR, "eventfd: %s", strerror(errno));
 	}
 	return j;
 }
@@ -171,8 +185,8 @@ gate_enter(struct thread *t, struct job **job)
 	return turn;
 }
 
-bool
-ac_server_post(void (*fn)(struct ac_ctx *c, void *arg), void *arg)
+static bool
+post(void (*fn)(struct ac_ctx *c, void *arg), void *arg, bool lane)
 {
 	struct job *j = malloc(sizeof(*j));
 	uint64_t one = 1;
@@ -181,6 +195,7 @@ ac_server_post(void (*fn)(struct ac_ctx *c, void *arg), void *arg)
 		return false;
 	j->fn = fn;
 	j->arg = arg;
+	j->lane = lane;
 	j->next = NULL;
 	pthread_mutex_lock(&gate.mu);
 	if (gate.jobs_tail != NULL)
@@ -189,18 +204,25 @@ ac_server_post(void (*fn)(struct ac_ctx *c, void *arg), void *arg)
 		gate.jobs = j;
 	gate.jobs_tail = j;
 	/* With every lane busy, the thread that ends a job takes the next. */
-	if (gate.jobs_running < JOB_LANES && gate.idle != NULL) {
+	if ((!lane || gate.jobs_running < JOB_LANES) && gate.idle != NULL) {
 		struct thread *t = gate.idle;
 
 		gate.idle = t->next;
 		t->woken = true;
 		pthread_cond_signal(&t->turn);
-	} else if (gate.jobs_running < JOB_LANES && gate.job_fd >= 0) {
-		(void)write(gate.job_fd, &one, sizeof(one));	/* the threads in accept() see it */
+	} else if ((!lane || gate.jobs_running < JOB_LANES) && gate.job_fd >= 0) {
+		if (write(gate.job_fd, &one, sizeof(one)) < 0)	/* the threads in accept() see it */
+			ac_log(AC_LOG_ERROR, "eventfd: %s", strerror(errno));
 	}
 	pthread_cond_signal(&gate.stop_cv);
 	pthread_mutex_unlock(&gate.mu);
 	return true;
+}
+
+bool
+ac_server_post(void (*fn)(struct ac_ctx *c, void *arg), void *arg)
+{
+	return post(fn, arg, true);
 }
 
 /* Wakes the most recently idle thread (the gate's lock held). */
@@ -214,13 +236,16 @@ wake_newest(void)
 	pthread_cond_signal(&t->turn);
 }
 
-/* Leaves accept; when nobody is left accepting, the most recently idle thread takes over. */
+/*
+ * Leaves accept; the most recently idle thread takes the place at once.  (Waiting until nobody is
+ * left accepting made a burst of new connections wait on one thread's wake-up after another.)
+ */
 static void
 gate_leave(void)
 {
 	pthread_mutex_lock(&gate.mu);
 	gate.acceptors--;
-	if (gate.acceptors == 0 && gate.idle != NULL)
+	if (gate.acceptors < ACCEPTORS && gate.idle != NULL)
 		wake_newest();
 	pthread_mutex_unlock(&gate.mu);
 }
@@ -531,18 +556,23 @@ keep_job(struct ac_ctx *c, void *arg)
 void
 ac_server_keep(int fd)
 {
-	if (!ac_server_post(keep_job, (void *)(intptr_t)fd))
+	/* Not in a lane: reading the next request may wait up to FCGI_READ_TIMEOUT_S. */
+	if (!post(keep_job, (void *)(intptr_t)fd, false))
 		close(fd);
 }
 
 static void
 run_job(struct thread *t, struct job *j)
 {
+	bool lane = j->lane;
+
 	j->fn(&t->ctx, j->arg);
 	free(j);
-	pthread_mutex_lock(&gate.mu);
-	gate.jobs_running--;
-	pthread_mutex_unlock(&gate.mu);
+	if (lane) {
+		pthread_mutex_lock(&gate.mu);
+		gate.jobs_running--;
+		pthread_mutex_unlock(&gate.mu);
+	}
 }
 
 static void *

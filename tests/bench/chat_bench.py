@@ -9,7 +9,8 @@
    processes' memory while they wait (target: all of them).
 
 Environment: BENCH_CHAT_N (sequential requests for 1, default 500), BENCH_CONCURRENT, BENCH_SLOW_DELAY,
-BENCH_PROCESSES and BENCH_THREADS (the worker pool for 2; default 4 x 300).
+BENCH_PROCESSES and BENCH_THREADS (the worker pool for 2; default 2 x 64, the default pool: the chats
+wait on the event loop, not on threads).
 """
 import http.client
 import json
@@ -174,8 +175,8 @@ def latency(work):
 def concurrency(work):
     n = int(os.environ.get("BENCH_CONCURRENT", "1000"))
     delay = float(os.environ.get("BENCH_SLOW_DELAY", "2"))
-    procs = os.environ.get("BENCH_PROCESSES", "4")
-    threads = os.environ.get("BENCH_THREADS", "300")
+    procs = os.environ.get("BENCH_PROCESSES", "2")    # the default pool: the chats wait on the event loop
+    threads = os.environ.get("BENCH_THREADS", "64")
     provider = Provider(work, delay)
     stack = Stack(work, "concurrency", {"GROQ_API_KEY": "test-key", "WORKER_PROCESSES": procs,
                                         "WORKER_THREADS": threads, "PROVIDER_RETRIES": "0",
