@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -452,6 +453,38 @@ handle(struct ac_ctx *c)
 		ac_log_request(c, started);
 }
 
+/*
+ * The calling thread's epoll instance over the listening socket and the jobs' eventfd, both
+ * EPOLLEXCLUSIVE: a new connection (or job) wakes one waiting thread, not every thread of every
+ * process waiting for one (poll() would).  -1 if it cannot be made (then poll()).
+ */
+static _Thread_local int my_ep = -1;
+
+static int
+accept_ep(int listen_fd)
+{
+	struct epoll_event ev;
+
+	if (my_ep >= 0)
+		return my_ep;
+	my_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (my_ep < 0)
+		return -1;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+	ev.data.u32 = 0;
+	if (epoll_ctl(my_ep, EPOLL_CTL_ADD, listen_fd, &ev) != 0)
+		goto fail;
+	ev.data.u32 = 1;
+	if (gate.job_fd >= 0 && epoll_ctl(my_ep, EPOLL_CTL_ADD, gate.job_fd, &ev) != 0)
+		goto fail;
+	return my_ep;
+fail:
+	close(my_ep);
+	my_ep = -1;
+	return -1;
+}
+
 /* The next connection; -1 when the process is stopping, or when *job was taken instead (a job came
  * while no thread was idle to take it). */
 static int
@@ -460,18 +493,29 @@ accept_one(int listen_fd, struct job **job)
 	*job = NULL;
 	while (!atomic_load(&stopping)) {
 		struct pollfd pfd[2] = { { listen_fd, POLLIN, 0 }, { gate.job_fd, POLLIN, 0 } };
-		int fd;
+		int ep = accept_ep(listen_fd), fd;
+		bool conn = false, jobs = false;
 
-		if (poll(pfd, gate.job_fd >= 0 ? 2 : 1, ACCEPT_TICK_MS) <= 0)
-			continue;
-		if (pfd[1].revents != 0) {
+		if (ep >= 0) {
+			struct epoll_event ev[2];
+			int n = epoll_wait(ep, ev, 2, ACCEPT_TICK_MS);
+
+			for (int i = 0; i < n; i++) {
+				conn |= ev[i].data.u32 == 0;
+				jobs |= ev[i].data.u32 == 1;
+			}
+		} else if (poll(pfd, gate.job_fd >= 0 ? 2 : 1, ACCEPT_TICK_MS) > 0) {
+			conn = pfd[0].revents != 0;
+			jobs = pfd[1].revents != 0;
+		}
+		if (jobs) {
 			pthread_mutex_lock(&gate.mu);
 			*job = job_pop();
 			pthread_mutex_unlock(&gate.mu);
 			if (*job != NULL)
 				return -1;
 		}
-		if (pfd[0].revents == 0)
+		if (!conn)
 			continue;
 		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd >= 0)
@@ -599,6 +643,10 @@ run(void *arg)
 			run_job(t, job);
 		else if (fd >= 0)
 			serve(t, fd);
+	}
+	if (my_ep >= 0) {
+		close(my_ep);
+		my_ep = -1;
 	}
 	atomic_store(&t->done, 1);
 	return NULL;
