@@ -237,16 +237,13 @@ wake_newest(void)
 	pthread_cond_signal(&t->turn);
 }
 
-/*
- * Leaves accept; the most recently idle thread takes the place at once.  (Waiting until nobody is
- * left accepting made a burst of new connections wait on one thread's wake-up after another.)
- */
+/* Leaves accept; when nobody is left accepting, the most recently idle thread takes over. */
 static void
 gate_leave(void)
 {
 	pthread_mutex_lock(&gate.mu);
 	gate.acceptors--;
-	if (gate.acceptors < ACCEPTORS && gate.idle != NULL)
+	if (gate.acceptors == 0 && gate.idle != NULL)
 		wake_newest();
 	pthread_mutex_unlock(&gate.mu);
 }
@@ -487,16 +484,23 @@ fail:
 
 /* The next connection; -1 when the process is stopping, or when *job was taken instead (a job came
  * while no thread was idle to take it). */
+static bool small_pool;	/* WORKER_THREADS <= ACCEPTORS (set once, before the threads) */
+
 static int
 accept_one(int listen_fd, struct job **job)
 {
 	*job = NULL;
 	while (!atomic_load(&stopping)) {
 		struct pollfd pfd[2] = { { listen_fd, POLLIN, 0 }, { gate.job_fd, POLLIN, 0 } };
-		int ep = accept_ep(listen_fd), fd;
-		bool conn = false, jobs = false;
+		int ep = small_pool ? accept_ep(listen_fd) : -1, fd;
+		bool conn = !small_pool, jobs = false;
 
-		if (ep >= 0) {
+		/* A pool larger than its acceptors always has a thread coming back for the jobs: accept()
+		 * alone (one wake-up per connection, no other call).  A pool that may be all in accept()
+		 * (mod_fcgid's one thread) waits for a job as well. */
+		if (!small_pool) {
+			;
+		} else if (ep >= 0) {
 			struct epoll_event ev[2];
 			int n = epoll_wait(ep, ev, 2, ACCEPT_TICK_MS);
 
@@ -520,6 +524,15 @@ accept_one(int listen_fd, struct job **job)
 		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd >= 0)
 			return fd;
+		if (errno == EAGAIN && !small_pool) {
+			/* The tick: a job that found no thread free (all of them held by slow requests)
+			 * waits no longer than this. */
+			pthread_mutex_lock(&gate.mu);
+			*job = job_pop();
+			pthread_mutex_unlock(&gate.mu);
+			if (*job != NULL)
+				return -1;
+		}
 		switch (errno) {
 		case EAGAIN:		/* the listening socket's receive timeout: a tick */
 		case EINTR:
@@ -801,6 +814,7 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 	}
 	if (!listen_setup(listen_fd))
 		goto out;
+	small_pool = cfg->threads <= ACCEPTORS;
 	gate.job_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (gate.job_fd < 0) {
 		ac_log(AC_LOG_ERROR, "eventfd: %s", strerror(errno));
