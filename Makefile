@@ -9,8 +9,8 @@ PYTHON ?= /usr/bin/python3
 CC = gcc
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fno-strict-aliasing \
-	$(shell pkg-config --cflags json-c 2>/dev/null) -DAC_SYSCONF_FILE='"$(SYSCONFDIR)/ai-chat-fcgi/ai-chat.env"'
-LDLIBS = -lfcgi -lsqlite3 -lcurl $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -pthread
+	$(shell pkg-config --cflags json-c 2>/dev/null) -I/usr/include/postgresql -DAC_SYSCONF_FILE='"$(SYSCONFDIR)/ai-chat-fcgi/ai-chat.env"'
+LDLIBS = -lfcgi -lsqlite3 -lpq -lcurl $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -pthread
 # make test SANITIZE=1: everything built and run under AddressSanitizer and UndefinedBehaviorSanitizer.
 ifeq ($(SANITIZE),1)
 CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -22,11 +22,11 @@ endif
 # Debian packages: what building, running and testing need, and what only the benchmark needs.
 PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcurl4-openssl-dev \
 	libcmocka-dev ca-certificates nginx-light python3 python3-jsonschema curl chromium chromium-driver \
-	lighttpd spawn-fcgi apache2 libapache2-mod-fcgid man-db
+	lighttpd spawn-fcgi apache2 libapache2-mod-fcgid man-db libpq-dev postgresql pgbouncer python3-psycopg2
 BENCH_PACKAGES = wrk
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
-	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/repo.c common/repo_send.c \
+	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/db_pg_pool.c common/repo.c common/repo_send.c \
 	common/sse.c common/util.c common/valid.c
 FCGI_SRC = fcgi/chat.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
 SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))

@@ -197,6 +197,7 @@ ac_config_db(const struct ac_config *cfg, struct ac_db_conf *out)
 	out->busy_timeout_ms = cfg->busy_timeout_ms;
 	out->statement_timeout_ms = cfg->statement_timeout_ms;
 	out->prepared = cfg->db_prepared != 0;
+	out->pool_size = cfg->db_pool_size;
 }
 
 static enum ac_err
@@ -355,6 +356,9 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	if ((err = get_int("DB_PREPARED", dotenv, 1, 0, 1, &n, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->db_prepared = (int)n;
+	if ((err = get_int("DB_POOL_SIZE", dotenv, 10, 1, 1000, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->db_pool_size = (int)n;
 
 	if ((err = setting("CORS_ORIGINS", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
 		return err;

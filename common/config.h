@@ -22,6 +22,7 @@ struct ac_config {
 	char db_display[AC_PATH_MAX];	/* DATABASE_URL for logs: any password replaced by *** */
 	int statement_timeout_ms;	/* DB_STATEMENT_TIMEOUT_MS (PostgreSQL) */
 	int db_prepared;		/* DB_PREPARED (PostgreSQL): named prepared statements */
+	int db_pool_size;		/* DB_POOL_SIZE (PostgreSQL): connections per process */
 	int port;			/* PORT: the HTTP port of the front server under make run */
 	int processes;			/* WORKER_PROCESSES */
 	int threads;			/* WORKER_THREADS */
