@@ -303,12 +303,6 @@ pg_bind_str(struct ac_stmt *st, int n, struct ac_str v)
 	s->formats[i] = 1;
 }
 
-static bool
-is_prepared(const struct ac_pgconn *c, int id)
-{
-	return (c->prepared[id / 8] >> (id % 8)) & 1;
-}
-
 /* Sends the statement on the borrowed connection: prepared once per connection, or unnamed. */
 static PGresult *
 send_stmt(struct pg_stmt *s)
@@ -319,13 +313,22 @@ send_stmt(struct pg_stmt *s)
 	if (ac_pgpool_pooler(s->db->pool))
 		return PQexecParams(c->conn, s->sql, s->nparams, NULL, s->values, s->lengths, s->formats, 1);
 	snprintf(name, sizeof(name), "ac_%d", s->id);
-	if (!is_prepared(c, s->id)) {
-		PGresult *r = PQprepare(c->conn, name, s->sql, 0, NULL);
+	if (c->prepared[s->id] != s->sql) {
+		PGresult *r;
 
+		/* The same number with another text (tests do that): the old one goes first. */
+		if (c->prepared[s->id] != NULL) {
+			char sql[32];
+
+			snprintf(sql, sizeof(sql), "DEALLOCATE %s", name);
+			PQclear(PQexec(c->conn, sql));
+			c->prepared[s->id] = NULL;
+		}
+		r = PQprepare(c->conn, name, s->sql, 0, NULL);
 		if (!result_ok(r))
 			return r;
 		PQclear(r);
-		c->prepared[s->id / 8] |= (unsigned char)(1u << (s->id % 8));
+		c->prepared[s->id] = s->sql;
 	}
 	return PQexecPrepared(c->conn, name, s->nparams, s->values, s->lengths, s->formats, 1);
 }

@@ -21,7 +21,7 @@ struct ac_pgconn {
 	PGconn *conn;
 	struct ac_pgconn *next;		/* in the pool's idle list */
 	bool reused;			/* has waited idle in the pool (it may have gone stale there) */
-	unsigned char prepared[AC_DB_MAX_STMTS / 8];	/* statements prepared on it (DB_PREPARED=1) */
+	const char *prepared[AC_DB_MAX_STMTS];	/* the text each statement number is prepared with */
 };
 
 struct ac_pgpool;

@@ -150,8 +150,27 @@ idem_lookup(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, str
 	return ac_repo_run(s, NULL);
 }
 
+static enum ac_err send_begin_once(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    struct ac_str content, struct ac_str idem_key, int64_t lock_until_us, struct ac_send *out);
+
+/*
+ * Two hosts (or processes, on PostgreSQL's READ COMMITTED) that start a send with the same key at
+ * once both find no key; the second one's insert then meets the first's (AC_ECONFLICT) and its whole
+ * transaction is undone.  Once more, it finds the first send's key and answers as a repeat.
+ */
 enum ac_err
 ac_repo_send_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, struct ac_str content,
+    struct ac_str idem_key, int64_t lock_until_us, struct ac_send *out)
+{
+	enum ac_err err = send_begin_once(r, chat_id, user_id, content, idem_key, lock_until_us, out);
+
+	if (err == AC_ECONFLICT && idem_key.ptr != NULL)
+		err = send_begin_once(r, chat_id, user_id, content, idem_key, lock_until_us, out);
+	return err;
+}
+
+static enum ac_err
+send_begin_once(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, struct ac_str content,
     struct ac_str idem_key, int64_t lock_until_us, struct ac_send *out)
 {
 	int64_t now = ac_now_us();
