@@ -1,0 +1,100 @@
+"""PostgreSQL's schema: the versions recorded in schema_migrations, migrated exactly once when many
+processes start at once (pg_advisory_xact_lock), data kept across stacks. PostgreSQL runs only."""
+
+import os
+import subprocess
+import time
+
+from api import chat_path, check_chat_stored, create_chat, expect, insert_messages, new_user
+from harness import ROOT, SETTINGS, WORKER, Stack, default_stack, pg_cluster, postgres_only, test
+from provider import tag
+
+MIGRATIONS = sorted((ROOT / "sql" / "postgres").glob("[0-9][0-9][0-9]_*.sql"))
+SQLITE_MIGRATIONS = sorted((ROOT / "sql" / "sqlite").glob("[0-9][0-9][0-9]_*.sql"))
+
+
+@test
+def migrations_are_numbered_alike_for_both_engines():
+    assert [m.name[:3] for m in MIGRATIONS] == [m.name[:3] for m in SQLITE_MIGRATIONS], \
+        f"sql/postgres {[m.name for m in MIGRATIONS]} and sql/sqlite {[m.name for m in SQLITE_MIGRATIONS]}"
+
+
+@test
+def schema_versions_are_recorded():
+    postgres_only("schema_migrations")
+    s = default_stack()
+    versions = [r[0] for r in s.sql("SELECT version FROM schema_migrations ORDER BY version")]
+    assert versions == [int(m.name[:3]) for m in MIGRATIONS], versions
+    tables = {r[0] for r in s.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"chats", "messages", "idempotency_keys", "schema_migrations"} <= tables, tables
+    kinds = dict(s.sql("SELECT column_name, data_type FROM information_schema.columns "
+                       "WHERE table_name = 'messages'"))
+    assert kinds["content"] == "bytea" and kinds["id"] == "bigint", kinds
+
+
+def check_config(url, n):
+    """Starts n `ai-chat-fcgi --check-config` at once on url; returns their (status, output)."""
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env["DATABASE_URL"] = url
+    procs = [subprocess.Popen([str(WORKER), "--check-config"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(n)]
+    return [(p.wait(30), p.stdout.read()) for p in procs]
+
+
+@test
+def many_processes_starting_at_once_migrate_exactly_once():
+    postgres_only("pg_advisory_xact_lock")
+    cluster = pg_cluster()
+    for round_ in range(3):
+        name = f"race_{tag()}"
+        url = cluster.create_database(name)
+        try:
+            results = check_config(url, 12)
+            bad = [r for r in results if r[0] != 0]
+            assert not bad, f"round {round_}: {len(bad)} of 12 failed: {bad[:3]}"
+            rows = cluster.psql(name, "SELECT version, count(*) FROM schema_migrations GROUP BY version "
+                                      "ORDER BY version").split()
+            assert rows == [f"{int(m.name[:3])}|1" for m in MIGRATIONS], rows
+            # each table made once: a second run of 001 would have failed on "already exists"
+            assert cluster.psql(name, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'messages_count%'").strip() == "2"
+        finally:
+            cluster.drop_database(name)
+
+
+@test
+def newer_schema_than_the_program_stops_the_start():
+    postgres_only("schema_migrations")
+    cluster = pg_cluster()
+    name = f"newer_{tag()}"
+    url = cluster.create_database(name)
+    try:
+        assert check_config(url, 1)[0][0] == 0
+        cluster.psql(name, "INSERT INTO schema_migrations (version) VALUES (999)")
+        status, output = check_config(url, 1)[0]
+        assert status != 0 and "999" in output, (status, output)
+    finally:
+        cluster.drop_database(name)
+
+
+@test
+def data_survives_a_restart():
+    postgres_only("a database kept across stacks (SQLite: test_storage.py)")
+    cluster = pg_cluster()
+    name = f"kept_{tag()}"
+    url = cluster.create_database(name)
+    try:
+        settings = {"WORKER_PROCESSES": "1", "WORKER_THREADS": "2"}
+        user = new_user()
+        with Stack(env=settings, database_url=url) as s:
+            chat = create_chat(s, user, "kept")
+            insert_messages(s, chat["id"], ["one", "two"])
+        started = time.monotonic()
+        with Stack(env=settings, database_url=url) as s:
+            kept = dict(chat, message_count=2)
+            expect(s, "GET", chat_path(chat["id"], user_id=user), 200, kept)
+            check_chat_stored(s, kept)
+            create_chat(s, user, "after the restart")
+            assert len(s.sql("SELECT version FROM schema_migrations")) == len(MIGRATIONS)
+        assert time.monotonic() - started < 15
+    finally:
+        cluster.drop_database(name)
