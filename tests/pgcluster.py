@@ -43,7 +43,7 @@ def free_port():
 
 
 class Cluster:
-    def __init__(self, directory=None, fsync=False, max_connections=400, extra=None, listen="127.0.0.1"):
+    def __init__(self, directory=None, fsync=False, max_connections=400, extra=None, listen="127.0.0.1", hba=()):
         self.dir = directory or tempfile.mkdtemp(prefix="ai-chat-pg-")
         self.data = os.path.join(self.dir, "data")
         self.socket_dir = self.dir
@@ -52,6 +52,7 @@ class Cluster:
         self.max_connections = max_connections
         self.extra = extra or {}
         self.listen = listen
+        self.hba = list(hba)      # more pg_hba.conf lines (other hosts' addresses)
         self.proc = None
         self.bin = bin_dir()
         self.as_postgres = os.geteuid() == 0
@@ -83,6 +84,8 @@ class Cluster:
                        "-E", "UTF8", "--locale=C.UTF-8", "-N", "--auth-local=trust",
                        "--auth-host=scram-sha-256"])
             os.unlink(pwfile)
+            with open(os.path.join(self.data, "pg_hba.conf"), "a") as f:
+                f.write("".join(line + "\n" for line in self.hba))
         self.port = self.port or free_port()
         self._spawn()
         return self

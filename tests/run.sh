@@ -58,6 +58,7 @@ suite lint "$top/tests/lint.sh"
 if [ "$unit_only" = 0 ]; then
     suite e2e "$PYTHON" "$top/tests/e2e/run.py"
     suite e2e-pg env E2E_DB=postgres "$PYTHON" "$top/tests/e2e/run.py"
+    suite multihost "$PYTHON" "$top/tests/multihost/run.py"
     suite browser "$PYTHON" "$top/tests/browser/run.py"
     suite deploy "$PYTHON" "$top/tests/deploy/run.py"
 fi
