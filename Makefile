@@ -27,6 +27,7 @@ BENCH_PACKAGES = wrk
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
 	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/db_pg_pool.c common/repo.c common/repo_send.c \
+	common/repo_tree.c \
 	common/sse.c common/util.c common/valid.c
 FCGI_SRC = fcgi/chat.c fcgi/cli_db.c fcgi/listen_tcp.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
 SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))
@@ -194,9 +195,13 @@ valgrind:
 # make soak: SOAK_SECONDS (default 300) of mixed traffic against the stack and the fake provider
 # (tests/soak/run.py); fails on any unexpected answer or on growth of a worker's memory.
 SOAK_SECONDS ?= 300
+# and the model-based test of sends (tests/model/run.py) with many more seeds and steps than make test's
+SOAK_MODEL_SEEDS ?= 50
+SOAK_MODEL_STEPS ?= 300
 soak: deps
 	@$(MAKE) --no-print-directory all docs
 	@SOAK_SECONDS=$(SOAK_SECONDS) $(PYTHON) tests/soak/run.py
+	$(PYTHON) tests/model/run.py --seeds $(SOAK_MODEL_SEEDS) --steps $(SOAK_MODEL_STEPS)
 
 clean:
 	rm -rf build run

@@ -1,4 +1,5 @@
 /* The repository's connection, its shared helpers, and chats and their message pages. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,15 @@ enum {
 	S_COUNT
 };
 
+/* A message's shown siblings (itself included), as "id,id,...": children of its parent, or the
+ * chat's first messages. */
+#define SIBLINGS_LITE_OF(t) "(SELECT group_concat(s.id) FROM messages s WHERE s.chat_id = " t ".chat_id " \
+	"AND s.parent_id IS " t ".parent_id AND s.state < 2)"
+#define SIBLINGS_PG_OF(t) "(SELECT string_agg(s.id::text, ',') FROM messages s WHERE s.chat_id = " t ".chat_id " \
+	"AND (s.parent_id = " t ".parent_id OR (s.parent_id IS NULL AND " t ".parent_id IS NULL)) AND s.state < 2)"
+#define SIBLINGS_LITE SIBLINGS_LITE_OF("m")
+#define SIBLINGS_PG SIBLINGS_PG_OF("m")
+
 static const struct ac_sql sql[S_COUNT] = {
 	[S_CHAT_INSERT] = { "INSERT INTO chats (id, user_id, title, created_at, updated_at) "
 	    "VALUES ($1, $2, $3, $4, $4) RETURNING " AC_CHAT_COLUMNS, NULL },
@@ -34,16 +44,28 @@ static const struct ac_sql sql[S_COUNT] = {
 	[S_CHAT_DELETE] = { "DELETE FROM chats WHERE id = $1 AND user_id = $2", NULL },
 	[S_CHAT_OWNED] = { "SELECT 1 FROM chats WHERE id = $1 AND user_id = $2", NULL },
 	/*
-	 * A page in one statement (one snapshot): the rows, only when the chat is the user's, each with
-	 * whether a message lies past the page (both subqueries are run once, not per row).
+	 * A page of the active path in one statement (one snapshot): the rows, only when the chat is the
+	 * user's, each with whether a message lies past the page (both subqueries are run once, not
+	 * per row) and its siblings' ids.
 	 */
-	[S_MSG_AFTER] = { "SELECT " AC_MSG_COLUMNS ", (SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1 "
-	    "AND id > $3 ORDER BY id LIMIT 1 OFFSET $4)) FROM messages WHERE chat_id = $1 AND id > $3 "
-	    "AND EXISTS (SELECT 1 FROM chats WHERE id = $1 AND user_id = $2) ORDER BY id LIMIT $4", NULL },
-	[S_MSG_BEFORE] = { "SELECT p.*, (SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1 AND id < $3 "
-	    "ORDER BY id DESC LIMIT 1 OFFSET $4)) FROM (SELECT " AC_MSG_COLUMNS " FROM messages "
-	    "WHERE chat_id = $1 AND id < $3 ORDER BY id DESC LIMIT $4) p "
-	    "WHERE EXISTS (SELECT 1 FROM chats WHERE id = $1 AND user_id = $2) ORDER BY id", NULL },
+	[S_MSG_AFTER] = { "SELECT " AC_MSG_COLUMNS_OF("m") ", (SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1 "
+	    "AND active = 1 AND state < 2 AND id > $3 ORDER BY id LIMIT 1 OFFSET $4)), " SIBLINGS_LITE
+	    " FROM messages m WHERE m.chat_id = $1 AND m.active = 1 AND m.state < 2 AND m.id > $3 "
+	    "AND EXISTS (SELECT 1 FROM chats WHERE id = $1 AND user_id = $2) ORDER BY m.id LIMIT $4",
+	    "SELECT " AC_MSG_COLUMNS_OF("m") ", (SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1 "
+	    "AND active = 1 AND state < 2 AND id > $3 ORDER BY id LIMIT 1 OFFSET $4)), " SIBLINGS_PG
+	    " FROM messages m WHERE m.chat_id = $1 AND m.active = 1 AND m.state < 2 AND m.id > $3 "
+	    "AND EXISTS (SELECT 1 FROM chats WHERE id = $1 AND user_id = $2) ORDER BY m.id LIMIT $4" },
+	[S_MSG_BEFORE] = { "SELECT p.*, (SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1 AND active = 1 "
+	    "AND state < 2 AND id < $3 ORDER BY id DESC LIMIT 1 OFFSET $4)), " SIBLINGS_LITE_OF("p")
+	    " FROM (SELECT " AC_MSG_COLUMNS " FROM messages "
+	    "WHERE chat_id = $1 AND active = 1 AND state < 2 AND id < $3 ORDER BY id DESC LIMIT $4) p "
+	    "WHERE EXISTS (SELECT 1 FROM chats WHERE id = $1 AND user_id = $2) ORDER BY p.id",
+	    "SELECT p.*, (SELECT EXISTS (SELECT 1 FROM messages WHERE chat_id = $1 AND active = 1 "
+	    "AND state < 2 AND id < $3 ORDER BY id DESC LIMIT 1 OFFSET $4)), " SIBLINGS_PG_OF("p")
+	    " FROM (SELECT " AC_MSG_COLUMNS " FROM messages "
+	    "WHERE chat_id = $1 AND active = 1 AND state < 2 AND id < $3 ORDER BY id DESC LIMIT $4) p "
+	    "WHERE EXISTS (SELECT 1 FROM chats WHERE id = $1 AND user_id = $2) ORDER BY p.id" },
 	[S_MSG_GET] = { "SELECT " AC_MSG_COLUMNS " FROM messages WHERE chat_id = $1 AND id = $2", NULL },
 	/* A read that reaches the database's tables, not only the connection. */
 	[S_PING] = { "SELECT count(*) FROM (SELECT 1 FROM chats LIMIT 1) t", NULL },
@@ -84,6 +106,7 @@ ac_repo_close(struct ac_repo *r)
 {
 	if (r == NULL)
 		return;
+	free(r->siblings);
 	ac_db_close(r->db);
 	free(r);
 }
@@ -167,13 +190,58 @@ ac_repo_each_chat(struct ac_stmt *s, ac_chat_fn fn, void *arg)
 	return err != AC_OK ? err : ferr;
 }
 
+/* Reads "id,id,..." into r's sibling list, sorted (oldest first); [self] when there is none. */
+static enum ac_err
+siblings(struct ac_repo *r, struct ac_str list, int64_t self, struct ac_message *m)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < list.len; i++)
+		n += list.ptr[i] == ',';
+	n++;
+	if (n > r->siblings_cap) {
+		size_t cap = n < 16 ? 16 : n;
+		int64_t *p = realloc(r->siblings, cap * sizeof(*p));
+
+		if (p == NULL)
+			return AC_ENOMEM;
+		r->siblings = p;
+		r->siblings_cap = cap;
+	}
+	m->sibling_ids = r->siblings;
+	m->sibling_count = 0;
+	for (size_t i = 0; i < list.len;) {
+		int64_t v = 0;
+
+		while (i < list.len && list.ptr[i] >= '0' && list.ptr[i] <= '9' && v < INT64_MAX / 10)
+			v = v * 10 + (list.ptr[i++] - '0');
+		if (v > 0 && m->sibling_count < n)
+			r->siblings[m->sibling_count++] = v;
+		while (i < list.len && (list.ptr[i] < '0' || list.ptr[i] > '9'))
+			i++;
+	}
+	if (m->sibling_count == 0)
+		r->siblings[m->sibling_count++] = self;
+	/* Insertion sort: alternatives are few. */
+	for (size_t i = 1; i < m->sibling_count; i++) {
+		int64_t v = r->siblings[i];
+		size_t j = i;
+
+		for (; j > 0 && r->siblings[j - 1] > v; j--)
+			r->siblings[j] = r->siblings[j - 1];
+		r->siblings[j] = v;
+	}
+	return AC_OK;
+}
+
 /*
- * Steps a statement that yields messages (AC_MSG_COLUMNS), handing each to fn.  With more, the
- * statement's tenth column says whether more messages lie past the page: *more is set before the
- * first row is handed on, and *rows counts them.
+ * Steps a statement that yields messages (AC_MSG_COLUMNS), handing each to fn.  A page (r not NULL)
+ * has two more columns: whether more messages lie past the page (*more is set before the first row
+ * is handed on; *rows counts them), and the message's siblings.
  */
 static enum ac_err
-each_message_page(struct ac_stmt *s, bool *more, int64_t *rows, ac_message_fn fn, void *arg)
+each_message_page(struct ac_repo *r, struct ac_stmt *s, bool *more, int64_t *rows, ac_message_fn fn,
+    void *arg)
 {
 	enum ac_err err, ferr = AC_OK;
 	bool row;
@@ -182,6 +250,7 @@ each_message_page(struct ac_stmt *s, bool *more, int64_t *rows, ac_message_fn fn
 		struct ac_message m;
 		struct ac_str role = ac_db_col_str(s, 2);
 
+		memset(&m, 0, sizeof(m));
 		m.id = ac_db_col_int(s, 0);
 		m.chat_id = ac_db_col_str(s, 1);
 		m.role = role.len > 0 && role.ptr[0] == 'a' ? AC_ROLE_ASSISTANT : AC_ROLE_USER;
@@ -189,12 +258,17 @@ each_message_page(struct ac_stmt *s, bool *more, int64_t *rows, ac_message_fn fn
 		if (m.content.ptr == NULL)
 			m.content = AC_STR("");
 		m.created_at = ac_db_col_int(s, 4);
-		m.incomplete = ac_db_col_int(s, 5) != 0;
+		m.incomplete = ac_db_col_int(s, 5) == AC_STATE_INCOMPLETE;
 		m.model = ac_db_col_str(s, 6);
 		m.prompt_tokens = ac_db_col_int(s, 7);
 		m.completion_tokens = ac_db_col_int(s, 8);
-		if (more != NULL && (*rows)++ == 0)
-			*more = ac_db_col_int(s, 9) != 0;
+		m.parent_id = ac_db_col_int(s, 9);
+		if (r != NULL) {
+			if ((*rows)++ == 0)
+				*more = ac_db_col_int(s, AC_MSG_NCOLUMNS) != 0;
+			if ((ferr = siblings(r, ac_db_col_str(s, AC_MSG_NCOLUMNS + 1), m.id, &m)) != AC_OK)
+				break;
+		}
 		if ((ferr = fn(arg, &m)) != AC_OK)
 			break;
 	}
@@ -205,7 +279,7 @@ each_message_page(struct ac_stmt *s, bool *more, int64_t *rows, ac_message_fn fn
 enum ac_err
 ac_repo_each_message(struct ac_stmt *s, ac_message_fn fn, void *arg)
 {
-	return each_message_page(s, NULL, NULL, fn, arg);
+	return each_message_page(NULL, s, NULL, NULL, fn, arg);
 }
 
 enum ac_err
@@ -344,7 +418,7 @@ ac_repo_message_list(struct ac_repo *r, struct ac_str chat_id, struct ac_str use
 	ac_db_bind_str(s, 2, user_id);
 	ac_db_bind_int(s, 3, page->cursor);
 	ac_db_bind_int(s, 4, page->limit);
-	err = each_message_page(s, more, &rows, fn, arg);
+	err = each_message_page(r, s, more, &rows, fn, arg);
 	if (err != AC_OK || rows > 0)
 		return err;
 	/* No rows: an empty page of the user's chat, or not the user's chat at all. */

@@ -44,6 +44,10 @@ struct ac_message {
 	struct ac_str model;	/* the provider's model id of a reply (ptr NULL for user messages) */
 	int64_t prompt_tokens;
 	int64_t completion_tokens;
+	int64_t parent_id;	/* the message this one follows, 0 for a first message */
+	const int64_t *sibling_ids;	/* its alternatives, itself included, oldest first (message pages
+					 * only; elsewhere NULL with sibling_count 0) */
+	size_t sibling_count;
 };
 
 /* Which messages of a chat: a page of at most limit, always returned oldest first. */
@@ -93,69 +97,106 @@ enum ac_err ac_repo_message_list(struct ac_repo *r, struct ac_str chat_id, struc
 
 /* ---- sending a message to the model ---- */
 
+/*
+ * A send is one state machine, owned here; every transition is one transaction.
+ *
+ *   begin      ac_repo_send_begin (POST /chat), ac_repo_regenerate_begin, ac_repo_edit_begin:
+ *              checks the chat is the user's, stores the user's message (send, edit), and a reply
+ *              row under the user message it answers in state GENERATING, locked until lock_until
+ *              (so that an idempotent repeat meanwhile is told the send is still running).
+ *   context    ac_repo_history: the path from the chat's first message to that user message.
+ *   finish     ac_repo_send_finish: GENERATING becomes COMPLETE (the reply), INCOMPLETE (cut short:
+ *              what came is kept) or FAILED (nothing came: the row stays, hidden, keeping its
+ *              place).  Every exit of a send that began, errors included, finishes it; a worker
+ *              that dies leaves the row GENERATING until lock_until, after which it counts as FAILED.
+ *
+ * Nothing answered is ever deleted or overwritten: a repeat of a failed send answers in the failed
+ * row; a regenerate (or a repeat after an incomplete reply) adds an alternative reply, a sibling,
+ * shown only once it is complete and only if the reply it would replace is still the end of the
+ * active path (else it stays an alternative).  A reply to a send in the active path is shown as
+ * soon as it begins (hidden while GENERATING), so that sends made meanwhile in the same chat follow
+ * it: concurrent sends are answered and stored in their order of arrival.
+ *
+ * An idempotency key belongs to one user message and names its send's reply row: a repeat finds
+ * the answer by that link (DONE), is told the send still runs (BUSY), or answers again (RETRY).
+ */
+
 #define AC_IDEMPOTENCY_TTL_US (24LL * 3600 * 1000000)	/* a key is remembered this long */
 
 enum ac_send_state {
-	AC_SEND_NEW,		/* the message was stored: answer it */
-	AC_SEND_RETRY,		/* the key's earlier send stored the message but got no reply: answer it */
-	AC_SEND_DONE,		/* the key's earlier send was answered: reply_message_id says with what */
+	AC_SEND_NEW,		/* the message was stored: answer it in reply_id */
+	AC_SEND_RETRY,		/* the key's earlier send got no complete reply: answer it in reply_id */
+	AC_SEND_DONE,		/* the key's earlier send was answered: reply_id is the answer */
 	AC_SEND_BUSY,		/* the key's earlier send is still running */
 	AC_SEND_MISMATCH,	/* the key was used for another chat or message */
+	AC_SEND_NO_MESSAGE,	/* regenerate: the chat has no user message; edit: no such message */
+	AC_SEND_NOT_USER,	/* edit: the message is not the user's own message but a reply */
 };
 
 struct ac_send {
 	enum ac_send_state state;
 	int64_t user_message_id;
-	int64_t reply_message_id;	/* AC_SEND_DONE */
-	int64_t replace_id;		/* an earlier (incomplete) reply to the same message, or 0 */
+	int64_t reply_id;	/* the reply row (GENERATING for NEW and RETRY) */
 };
 
 /*
- * Starts a send in one transaction: checks the chat is the user's, and stores the user's message
- * (moving the chat's updated_at).  With an idempotency key (ptr not NULL), a repeat of an earlier
- * send is recognised instead (see enum ac_send_state); lock_until_us keeps others from retrying it
- * while this one runs.
+ * POST /chat: stores content as the user's message at the end of the chat's active path.  With an
+ * idempotency key (ptr not NULL), a repeat of an earlier send is recognised instead.
+ * AC_ENOTFOUND when the chat is not the user's.
  */
 enum ac_err ac_repo_send_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
-    struct ac_str content, struct ac_str idem_key, int64_t lock_until_us, struct ac_send *out);
+    struct ac_str content, struct ac_str idem_key, int64_t lock_until, struct ac_send *out);
 
-/*
- * Starts a regeneration: the chat's last user message, and the reply after it to replace (if any).
- * AC_ENOTFOUND for a chat that is not the user's; out->user_message_id is 0 when the chat has no
- * user message.
- */
+/* Answers the last user message of the active path again, as an alternative reply. */
 enum ac_err ac_repo_regenerate_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
-    struct ac_send *out);
+    int64_t lock_until, struct ac_send *out);
 
 /*
- * The chat's messages up to message upto, newest first, for building the model's context: fn
- * returns AC_OK for more, anything else to stop (AC_ETOOBIG: enough, not an error).
+ * Stores content as an alternative (a sibling) of the user message message_id, makes the path to it
+ * the active path, and begins its reply.  The old branch stays.
  */
-enum ac_err ac_repo_history(struct ac_repo *r, struct ac_str chat_id, int64_t upto, ac_message_fn fn,
-    void *arg);
+enum ac_err ac_repo_edit_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    int64_t message_id, struct ac_str content, int64_t lock_until, struct ac_send *out);
+
+/*
+ * The model's context for a user message: the shown messages of the path from the chat's first
+ * message to it, newest first.  fn returns AC_OK for more, anything else to stop (AC_ETOOBIG:
+ * enough, not an error).
+ */
+enum ac_err ac_repo_history(struct ac_repo *r, struct ac_str chat_id, int64_t user_message_id,
+    ac_message_fn fn, void *arg);
+
+enum ac_reply_outcome {
+	AC_REPLY_COMPLETE,
+	AC_REPLY_INCOMPLETE,	/* cut short: content holds what came */
+	AC_REPLY_FAILED,	/* nothing came */
+};
 
 struct ac_reply {
+	enum ac_reply_outcome outcome;
 	struct ac_str content;
 	struct ac_str model;
 	int64_t prompt_tokens;
 	int64_t completion_tokens;
-	bool incomplete;
-	int64_t replace_id;		/* a reply this one replaces, deleted in the same transaction */
-	struct ac_str idem_key;		/* ptr NULL: none */
-	struct ac_str user_id;
 };
 
 /*
- * Stores the assistant's reply, moves the chat's updated_at, and (for a complete reply) records it
- * as the answer of the idempotency key.  *id and *created_at describe the stored message.
+ * Finishes the send that began as send: stores the reply in its row (or, if that row was taken
+ * over meanwhile by a repeat after the lock ran out, in a new alternative: nothing is lost), moves
+ * the chat's updated_at, and shows an alternative that completed if it may be shown.
+ * AC_ENOTFOUND when the chat was deleted meanwhile.  *id and *created_at describe the stored reply.
  */
-enum ac_err ac_repo_reply_add(struct ac_repo *r, struct ac_str chat_id, const struct ac_reply *reply,
-    int64_t *id, int64_t *created_at);
+enum ac_err ac_repo_send_finish(struct ac_repo *r, struct ac_str chat_id, const struct ac_send *send,
+    const struct ac_reply *reply, int64_t *id, int64_t *created_at);
 
-/* Releases an idempotency key's lock after a failed send, so a repeat may retry at once. */
-enum ac_err ac_repo_send_unlock(struct ac_repo *r, struct ac_str user_id, struct ac_str idem_key);
+/*
+ * PUT /chats/{id}/active: makes the active path the one through message_id to the newest leaf
+ * under it.  *found is false when the chat has no such (shown) message.  fn gets the chat after.
+ */
+enum ac_err ac_repo_set_active(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    int64_t message_id, bool *found, ac_chat_fn fn, void *arg);
 
-/* One message of a chat by id (for replaying an answer). */
+/* One message of a chat by id (for replaying an answer), in whatever state. */
 enum ac_err ac_repo_message_get(struct ac_repo *r, struct ac_str chat_id, int64_t id, ac_message_fn fn,
     void *arg);
 

@@ -11,6 +11,8 @@
 
 struct ac_repo {
 	struct ac_db *db;
+	int64_t *siblings;	/* the sibling ids of the message a page hands on */
+	size_t siblings_cap;
 };
 
 /* Where each subject's statement numbers start (each has room for 32). */
@@ -46,8 +48,55 @@ enum ac_err ac_repo_each_message(struct ac_stmt *s, ac_message_fn fn, void *arg)
 /* AC_OK when the chat is the user's, AC_ENOTFOUND otherwise. */
 enum ac_err ac_repo_chat_owned(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id);
 
-#define AC_MSG_COLUMNS \
-	"id, chat_id, role, content, created_at, incomplete, model, prompt_tokens, completion_tokens"
+/* A message row's columns, of the table (or alias) t, in the order ac_repo_each_message reads. */
+#define AC_MSG_COLUMNS_OF(t) t ".id, " t ".chat_id, " t ".role, " t ".content, " t ".created_at, " t ".state, " \
+	t ".model, " t ".prompt_tokens, " t ".completion_tokens, " t ".parent_id"
+#define AC_MSG_COLUMNS AC_MSG_COLUMNS_OF("messages")
+#define AC_MSG_NCOLUMNS 10
+
+/* A message row's state (sql/sqlite/003_tree.sql): 2 and 3 are not shown. */
+enum {
+	AC_STATE_STORED = 0,		/* a user message, or a complete reply */
+	AC_STATE_INCOMPLETE = 1,
+	AC_STATE_GENERATING = 2,
+	AC_STATE_FAILED = 3,
+};
+
+/* A row to insert. */
+struct ac_row {
+	int64_t parent_id;	/* 0: none */
+	enum ac_role role;
+	struct ac_str content;
+	int64_t created_at;
+	int state;
+	bool active;
+	int64_t locked_until;
+};
+
+/* What the send and tree logic need to know of a row. */
+struct ac_info {
+	enum ac_role role;
+	int state;
+	bool active;
+	int64_t parent_id;
+	int64_t locked_until;
+};
+
+/* repo_send.c */
+enum ac_err ac_repo_insert(struct ac_repo *r, struct ac_str chat_id, const struct ac_row *row, int64_t *id);
+/* AC_ENOTFOUND when the chat has no message id. */
+enum ac_err ac_repo_info(struct ac_repo *r, struct ac_str chat_id, int64_t id, struct ac_info *out);
+/* Moves the chat's updated_at to now (or just past its last) and adds to its message_count. */
+enum ac_err ac_repo_touch(struct ac_repo *r, struct ac_str chat_id, int64_t now, int64_t added);
+
+/* repo_tree.c: moving the active path (inside a write transaction). */
+enum ac_err ac_repo_path_clear(struct ac_repo *r, struct ac_str chat_id);
+/* Puts id and every message above it on the active path. */
+enum ac_err ac_repo_path_up(struct ac_repo *r, struct ac_str chat_id, int64_t id);
+enum ac_err ac_repo_set_row_active(struct ac_repo *r, int64_t id, bool active);
+enum ac_err ac_repo_has_children(struct ac_repo *r, struct ac_str chat_id, int64_t id, bool *out);
+/* Counts the active path's shown messages into message_count, and moves updated_at. */
+enum ac_err ac_repo_recount(struct ac_repo *r, struct ac_str chat_id, int64_t now);
 #define AC_CHAT_COLUMNS "id, user_id, title, created_at, updated_at, message_count"
 
 #endif

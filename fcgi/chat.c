@@ -1,13 +1,17 @@
 /*
- * Talking to the model: POST /chat, POST /chats/{id}/regenerate, GET /models.
+ * Talking to the model: POST /chat, POST /chats/{id}/regenerate, POST /chats/{id}/messages/{id}/edit,
+ * GET /models.
  *
- * A send stores the user's message (committed), builds the context from the newest messages that fit
- * the model's budget, calls the provider with no transaction open, then stores the reply.  With
+ * The request side of a send (the state machine itself is the repository's, common/repo.h): begin
+ * (the user's message and a reply row, committed), the context from the newest messages of the path
+ * that fit the model's budget, the provider called with no transaction open, then finish (the reply,
+ * or what came of it, or the failure).  Every send that began is finished, on every path.  With
  * "stream": true the reply is forwarded as server-sent events while it arrives.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../common/json.h"
 #include "../common/log.h"
@@ -16,7 +20,10 @@
 
 #define IDEMPOTENCY_KEY_MAX 255
 #define HISTORY_MAX_MESSAGES 10000	/* most messages of history sent, however small */
+#define FINISH_TRIES 4			/* storing a reply: tries, with waits between, before a 503 */
+#define DEFER_MAX_US (120LL * 1000000)	/* and then after the response, for this long */
 #define TOKENS_PER_MESSAGE 8		/* role and framing, per message */
+#define EVENT_KEEP (64 * 1024)		/* an SSE event's buffer shrinks back to this */
 
 static const struct ac_strspec chat_id_spec = { "chat_id", true, false, 1, 64 };
 static const struct ac_strspec message_spec = { "message", true, false, 1, SIZE_MAX };
@@ -59,6 +66,7 @@ struct send {
 	struct ac_str idem_key;		/* ptr NULL: none */
 	bool stream;
 	struct ac_send state;
+	bool finished;			/* the send's reply row is settled */
 
 	/* The context, gathered newest first. */
 	struct ac_buf text;		/* the messages' contents, one after another */
@@ -174,7 +182,7 @@ on_delta(void *arg, const char *text, size_t len)
 {
 	struct send *s = arg;
 
-	s->event.len = 0;
+	ac_buf_reset(&s->event, EVENT_KEEP);
 	ac_buf_adds(&s->event, "{\"content\":");
 	ac_json_str(&s->event, text, len);
 	ac_buf_addc(&s->event, '}');
@@ -198,7 +206,7 @@ send_error(struct send *s, int status, const char *detail)
 	struct ac_ctx *c = s->c;
 
 	if (c->resp.committed) {
-		s->event.len = 0;
+		ac_buf_reset(&s->event, EVENT_KEEP);
 		ac_buf_adds(&s->event, "{\"detail\":");
 		ac_json_cstr(&s->event, detail);
 		ac_buf_addc(&s->event, '}');
@@ -223,20 +231,19 @@ replay_message(void *arg, const struct ac_message *m)
 	struct ac_buf *b = s->stream ? &s->event : &c->resp.body;
 
 	rp->found = true;
-	b->len = 0;
+	if (s->stream) {
+		/* The header before the head goes out. */
+		ac_resp_header(c, "Idempotent-Replayed", "true");
+		ac_resp_sse_begin(c);
+		(void)on_delta(s, m->content.ptr, m->content.len);
+		ac_buf_reset(b, EVENT_KEEP);
+	}
 	write_reply(b, s->chat_id, m->content, m->id, s->state.user_message_id, m->model, m->prompt_tokens,
 	    m->completion_tokens);
 	if (ac_buf_err(b) != AC_OK)
 		return ac_buf_err(b);
-	if (s->stream) {
-		ac_resp_sse_begin(c);
-		ac_resp_header(c, "Idempotent-Replayed", "true");
-		(void)on_delta(s, m->content.ptr, m->content.len);
-		b->len = 0;
-		write_reply(b, s->chat_id, m->content, m->id, s->state.user_message_id, m->model,
-		    m->prompt_tokens, m->completion_tokens);
+	if (s->stream)
 		(void)ac_resp_sse_event(c, "done", b->data, b->len);
-	}
 	return AC_OK;
 }
 
@@ -251,9 +258,115 @@ replay(struct send *s)
 		ac_resp_start(c, 200);
 		ac_resp_header(c, "Idempotent-Replayed", "true");
 	}
-	err = ac_repo_message_get(c->repo, s->chat_id, s->state.reply_message_id, replay_message, &rp);
+	err = ac_repo_message_get(c->repo, s->chat_id, s->state.reply_id, replay_message, &rp);
 	if (err != AC_OK && !c->resp.committed)
 		ac_resp_repo_error(c, err, s->chat_id);
+}
+
+/* A finish that could not be stored while the client waited, tried again after the answer has gone. */
+struct deferred {
+	struct ac_send state;
+	struct ac_reply reply;
+	int64_t until;		/* on the monotonic clock */
+	size_t chat_id_len;
+	char *model;
+	char *content;
+	char chat_id[];
+};
+
+static void
+deferred_settle(struct ac_ctx *c, void *arg)
+{
+	struct deferred *d = arg;
+	struct ac_str chat_id = { d->chat_id, d->chat_id_len };
+	useconds_t wait = 200000;
+	int64_t id, created;
+	enum ac_err err;
+
+	do {
+		usleep(wait);
+		if (wait < 2000000)
+			wait *= 2;
+		err = ac_repo_send_finish(c->repo, chat_id, &d->state, &d->reply, &id, &created);
+	} while ((err == AC_EBUSY || err == AC_EDB) && ac_mono_us() < d->until);
+	if (err != AC_OK && err != AC_ENOTFOUND)
+		ac_log(AC_LOG_ERROR, "a reply to chat %.*s could not be stored (%s): its send counts as failed "
+		    "once its lock runs out", (int)chat_id.len, chat_id.ptr, ac_strerror(err));
+	free(d->model);
+	free(d->content);
+	free(d);
+}
+
+/* Keeps trying to store reply after the response, for as long as the send's lock would hold it. */
+static void
+defer(struct send *s, const struct ac_reply *reply)
+{
+	struct deferred *d = calloc(1, sizeof(*d) + s->chat_id.len + 1);
+
+	if (d == NULL)
+		return;
+	d->content = malloc(reply->content.len + 1);
+	d->model = malloc(reply->model.len + 1);
+	if (d->content == NULL || d->model == NULL) {
+		free(d->content);
+		free(d->model);
+		free(d);
+		return;
+	}
+	memcpy(d->chat_id, s->chat_id.ptr, s->chat_id.len);
+	d->chat_id_len = s->chat_id.len;
+	memcpy(d->content, reply->content.ptr, reply->content.len);
+	memcpy(d->model, reply->model.ptr != NULL ? reply->model.ptr : "", reply->model.len);
+	d->state = s->state;
+	d->reply = *reply;
+	d->reply.content.ptr = d->content;
+	d->reply.model.ptr = d->model;
+	d->until = ac_mono_us() + DEFER_MAX_US;
+	if (!ac_after_response(s->c, deferred_settle, d)) {
+		free(d->content);
+		free(d->model);
+		free(d);
+	}
+}
+
+/*
+ * Settles the send's reply row (the repository's finish), trying again a few times while the
+ * database is busy or away: the provider's answer is not thrown away at the first hiccup, and if
+ * it still cannot be stored, it is tried again after the response (so that the idempotency key's
+ * repeat finds the answer, and the send does not stay locked).
+ */
+static enum ac_err
+settle(struct send *s, const struct ac_reply *reply, int64_t *id, int64_t *created)
+{
+	static const useconds_t waits[FINISH_TRIES - 1] = { 50000, 200000, 500000 };
+	enum ac_err err = AC_OK;
+
+	for (int i = 0; i < FINISH_TRIES; i++) {
+		err = ac_repo_send_finish(s->c->repo, s->chat_id, &s->state, reply, id, created);
+		if (err != AC_EBUSY && err != AC_EDB)
+			break;
+		if (i + 1 < FINISH_TRIES)
+			usleep(waits[i]);
+	}
+	if (err == AC_EBUSY || err == AC_EDB)
+		defer(s, reply);
+	s->finished = true;
+	return err;
+}
+
+/* Finishes a send that got no reply at all (an error of ours before or around the provider). */
+static void
+settle_failed(struct send *s)
+{
+	struct ac_reply reply;
+	int64_t id, created;
+
+	if (s->finished)
+		return;
+	memset(&reply, 0, sizeof(reply));
+	reply.outcome = AC_REPLY_FAILED;
+	reply.content = AC_STR("");
+	(void)settle(s, &reply, &id, &created);
 }
 
 /* Stores what the provider gave and answers; or answers the failure. */
@@ -265,7 +378,7 @@ finish(struct send *s)
 	struct ac_reply reply;
 	struct ac_str model;
 	int64_t id = 0, created = 0;
-	enum ac_err err = AC_OK;
+	enum ac_err err;
 	char detail[600];
 	struct ac_buf *b;
 
@@ -279,17 +392,13 @@ finish(struct send *s)
 	reply.model = model;
 	reply.prompt_tokens = res->prompt_tokens;
 	reply.completion_tokens = res->completion_tokens;
-	reply.incomplete = res->fail != AC_LLM_OK;
-	reply.replace_id = s->state.replace_id;
-	reply.idem_key = s->idem_key;
-	reply.user_id = s->user_id;
-
 	/* Keep what was generated, even cut short: nothing the user saw is lost. */
-	if (res->fail == AC_LLM_OK || res->text.len > 0)
-		err = ac_repo_reply_add(c->repo, s->chat_id, &reply, &id, &created);
+	if (res->fail == AC_LLM_OK)
+		reply.outcome = AC_REPLY_COMPLETE;
+	else
+		reply.outcome = res->text.len > 0 ? AC_REPLY_INCOMPLETE : AC_REPLY_FAILED;
+	err = settle(s, &reply, &id, &created);
 	if (res->fail != AC_LLM_OK) {
-		if (s->idem_key.ptr != NULL)
-			(void)ac_repo_send_unlock(c->repo, s->user_id, s->idem_key);
 		if (res->fail == AC_LLM_CANCELLED)
 			return;	/* nobody to tell */
 		if (res->fail == AC_LLM_NO_KEY)
@@ -307,26 +416,31 @@ finish(struct send *s)
 		send_error(s, 503, detail);
 		return;
 	}
+	if (err == AC_ENOTFOUND) {
+		send_error(s, 404, "The chat was deleted while the model answered");
+		return;
+	}
 	if (err != AC_OK) {
-		if (err == AC_ENOTFOUND || err == AC_EDB)
-			send_error(s, err == AC_ENOTFOUND ? 404 : 503, err == AC_ENOTFOUND ?
-			    "The chat was deleted while the model answered" : "Database unavailable: the reply "
-			    "could not be stored");
-		else
+		if (c->resp.committed) {
 			send_error(s, 503, "Database unavailable: the reply could not be stored");
+			return;
+		}
+		ac_resp_error(c, 503, "Database unavailable: the reply could not be stored");
+		ac_resp_header(c, "Retry-After", "1");
 		return;
 	}
 	b = s->stream ? &s->event : &c->resp.body;
-	if (!s->stream)
+	if (s->stream)
+		ac_buf_reset(b, EVENT_KEEP);
+	else
 		ac_resp_start(c, 200);
-	b->len = 0;
 	write_reply(b, s->chat_id, reply.content, id, s->state.user_message_id, model, res->prompt_tokens,
 	    res->completion_tokens);
 	if (s->stream && ac_buf_err(b) == AC_OK)
 		(void)ac_resp_sse_event(c, "done", b->data, b->len);
 }
 
-/* Builds the context for the user message s->state.user_message_id and asks the provider. */
+/* Builds the context for the send's user message and asks the provider; always finishes the send. */
 static void
 answer(struct send *s)
 {
@@ -339,15 +453,18 @@ answer(struct send *s)
 	s->budget = history_budget(c, s->model);
 	err = ac_repo_history(c->repo, s->chat_id, s->state.user_message_id, take_message, s);
 	if (s->too_large) {
+		settle_failed(s);
 		too_long(c, s->model, s->too_large_tokens);
 		return;
 	}
 	if (err != AC_OK) {
+		settle_failed(s);
 		ac_resp_repo_error(c, err, s->chat_id);
 		return;
 	}
 	msgs = context(s, &n);
 	if (msgs == NULL) {
+		settle_failed(s);
 		ac_resp_error(c, 500, "Out of memory");
 		return;
 	}
@@ -367,6 +484,37 @@ answer(struct send *s)
 	ac_provider_chat(c->provider, s->model, msgs, n, s->stream, s->stream ? &hooks : NULL, &s->res);
 	free(msgs);
 	finish(s);
+}
+
+/* What a send that began has to do next, by the state the repository gave it. */
+static void
+proceed(struct send *s, struct ac_verrs *v)
+{
+	struct ac_ctx *c = s->c;
+
+	switch (s->state.state) {
+	case AC_SEND_DONE:
+		replay(s);
+		break;
+	case AC_SEND_BUSY:
+		ac_resp_error(c, 409, "A request with this Idempotency-Key is still running");
+		break;
+	case AC_SEND_MISMATCH:
+		ac_verrs_add(v, "header", "idempotency-key", "this key was used for another request",
+		    "value_error", false, 0);
+		ac_resp_invalid(c, v);
+		break;
+	case AC_SEND_NO_MESSAGE:
+		ac_resp_error(c, 409, "The chat has no user message to answer");
+		break;
+	case AC_SEND_NOT_USER:
+		ac_resp_error(c, 400, "Only a user message can be edited");
+		break;
+	case AC_SEND_NEW:
+	case AC_SEND_RETRY:
+		answer(s);
+		break;
+	}
 }
 
 static bool
@@ -427,7 +575,8 @@ send_init(struct send *s, struct ac_ctx *c)
 	memset(s, 0, sizeof(*s));
 	s->c = c;
 	ac_buf_init(&s->text, c->cfg->max_body * 2 + 16 * 1048576);
-	ac_buf_init(&s->event, c->cfg->provider_max_response + 4096);
+	/* An event holds at most the whole reply, JSON-escaped (at most 6 bytes a byte). */
+	ac_buf_init(&s->event, 6 * c->cfg->provider_max_response + 4096);
 	ac_llm_result_init(&s->res, c->cfg->provider_max_response);
 }
 
@@ -486,23 +635,7 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_repo_error(c, err, s.chat_id);
 		goto out;
 	}
-	switch (s.state.state) {
-	case AC_SEND_DONE:
-		replay(&s);
-		break;
-	case AC_SEND_BUSY:
-		ac_resp_error(c, 409, "A request with this Idempotency-Key is still running");
-		break;
-	case AC_SEND_MISMATCH:
-		ac_verrs_add(&v, "header", "idempotency-key", "this key was used for another request",
-		    "value_error", false, 0);
-		ac_resp_invalid(c, &v);
-		break;
-	case AC_SEND_NEW:
-	case AC_SEND_RETRY:
-		answer(&s);
-		break;
-	}
+	proceed(&s, &v);
 out:
 	json_object_put(body);
 	ac_verrs_free(&v);
@@ -532,16 +665,12 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
 		goto out;
 	}
-	err = ac_repo_regenerate_begin(c->repo, s.chat_id, s.user_id, &s.state);
+	err = ac_repo_regenerate_begin(c->repo, s.chat_id, s.user_id, lock_until(c->cfg), &s.state);
 	if (err != AC_OK) {
 		ac_resp_repo_error(c, err, s.chat_id);
 		goto out;
 	}
-	if (s.state.user_message_id == 0) {
-		ac_resp_error(c, 409, "The chat has no user message to answer");
-		goto out;
-	}
-	answer(&s);
+	proceed(&s, &v);
 out:
 	json_object_put(body);
 	ac_verrs_free(&v);
@@ -578,4 +707,57 @@ ac_h_models(struct ac_ctx *c, const struct ac_str *args)
 		ac_buf_addc(b, '}');
 	}
 	ac_buf_adds(b, "]}");
+}
+
+void
+ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
+{
+	static const struct ac_strspec content_spec = { "content", true, false, 1, SIZE_MAX };
+	struct send s;
+	struct ac_verrs v;
+	struct json_object *body = NULL;
+	struct ac_str content = { NULL, 0 };
+	int64_t message_id = 0;
+	bool present;
+	enum ac_err err;
+
+	send_init(&s, c);
+	ac_verrs_init(&v);
+	ac_request_user(c, &v, NULL, &s.user_id);
+	if (ac_parse_i64(args[1].ptr, args[1].len, 1, INT64_MAX, &message_id) != AC_OK)
+		ac_verrs_add(&v, "path", "message_id", "value is not a valid integer", "type_error.integer", false, 0);
+	if (!ac_request_object(c, &v, true, &body))
+		goto out;
+	if (body != NULL) {
+		ac_valid_body_str(&v, body, &content_spec, &content, &present);
+		model_and_stream(&s, &v, body);
+	}
+	if (v.count > 0) {
+		ac_resp_invalid(c, &v);
+		goto out;
+	}
+	s.chat_id = args[0];
+	if (c->cfg->api_key[0] == '\0') {
+		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
+		goto out;
+	}
+	if (estimate_tokens(content.len) > history_budget(c, s.model)) {
+		too_long(c, s.model, estimate_tokens(content.len));
+		goto out;
+	}
+	err = ac_repo_edit_begin(c->repo, s.chat_id, s.user_id, message_id, content, lock_until(c->cfg),
+	    &s.state);
+	if (err != AC_OK) {
+		ac_resp_repo_error(c, err, s.chat_id);
+		goto out;
+	}
+	if (s.state.state == AC_SEND_NO_MESSAGE) {
+		ac_resp_message_missing(c, message_id);
+		goto out;
+	}
+	proceed(&s, &v);
+out:
+	json_object_put(body);
+	ac_verrs_free(&v);
+	send_free(&s);
 }

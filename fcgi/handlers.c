@@ -106,7 +106,18 @@ message_item_out(void *arg, const struct ac_message *m)
 	write_time(b, m->created_at);
 	if (m->incomplete)
 		ac_buf_adds(b, ",\"incomplete\":true");
-	ac_buf_addc(b, '}');
+	ac_buf_adds(b, ",\"parent_id\":");
+	if (m->parent_id > 0)
+		ac_buf_addi(b, m->parent_id);
+	else
+		ac_buf_add(b, "null", 4);
+	ac_buf_adds(b, ",\"sibling_ids\":[");
+	for (size_t i = 0; i < m->sibling_count; i++) {
+		if (i > 0)
+			ac_buf_addc(b, ',');
+		ac_buf_addi(b, m->sibling_ids[i]);
+	}
+	ac_buf_add(b, "]}", 2);
 	return ac_buf_err(b);
 }
 
@@ -363,5 +374,45 @@ ac_h_message_list(struct ac_ctx *c, const struct ac_str *args)
 	if (o.n == 0)
 		more_header(&o);
 out:
+	ac_verrs_free(&v);
+}
+
+void
+ac_h_chat_active(struct ac_ctx *c, const struct ac_str *args)
+{
+	struct ac_verrs v;
+	struct json_object *body = NULL, *id;
+	struct ac_str user_id = { NULL, 0 };
+	int64_t message_id = 0;
+	bool found = false;
+	enum ac_err err;
+
+	ac_verrs_init(&v);
+	ac_request_user(c, &v, NULL, &user_id);
+	if (!ac_request_object(c, &v, true, &body))
+		goto out;
+	if (body != NULL) {
+		if (!json_object_object_get_ex(body, "message_id", &id))
+			ac_verrs_add(&v, "body", "message_id", "field required", "value_error.missing", false, 0);
+		else if (id == NULL || !json_object_is_type(id, json_type_int) || json_object_get_int64(id) < 1)
+			ac_verrs_add(&v, "body", "message_id", "value is not a valid integer", "type_error.integer",
+			    false, 0);
+		else
+			message_id = json_object_get_int64(id);
+	}
+	if (v.count > 0) {
+		ac_resp_invalid(c, &v);
+		goto out;
+	}
+	if (!chat_id_ok(c, args[0]))
+		goto out;
+	ac_resp_start(c, 200);
+	err = ac_repo_set_active(c->repo, args[0], user_id, message_id, &found, chat_out, &c->resp.body);
+	if (err != AC_OK)
+		ac_resp_repo_error(c, err, args[0]);
+	else if (!found)
+		ac_resp_message_missing(c, message_id);
+out:
+	json_object_put(body);
 	ac_verrs_free(&v);
 }

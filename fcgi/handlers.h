@@ -17,6 +17,8 @@ void ac_h_chat_delete(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_message_list(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_chat_active(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_models(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_openapi(struct ac_ctx *c, const struct ac_str *args);
 

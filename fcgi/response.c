@@ -134,6 +134,7 @@ ac_resp_error(struct ac_ctx *c, int status, const char *detail)
 	if (c->resp.committed) {
 		/* Too late to change the answer: cut it short instead. */
 		c->resp.failed = true;
+		c->resp.abort = true;
 		return;
 	}
 	ac_resp_start(c, status);
@@ -150,10 +151,25 @@ ac_resp_invalid(struct ac_ctx *c, const struct ac_verrs *v)
 }
 
 void
+ac_resp_message_missing(struct ac_ctx *c, int64_t message_id)
+{
+	char detail[80];
+
+	snprintf(detail, sizeof(detail), "Message with id '%lld' not found", (long long)message_id);
+	ac_resp_error(c, 404, detail);
+}
+
+void
 ac_resp_repo_error(struct ac_ctx *c, enum ac_err err, struct ac_str chat_id)
 {
 	struct ac_buf *b = &c->resp.body;
 
+	if (c->resp.committed) {
+		/* Too late to change the answer (a body streaming out): cut it short, never append. */
+		c->resp.failed = true;
+		c->resp.abort = true;
+		return;
+	}
 	if (err == AC_ENOTFOUND) {
 		ac_resp_start(c, 404);
 		ac_buf_adds(b, "{\"detail\":\"Chat with id '");
@@ -180,7 +196,10 @@ ac_resp_sse_begin(struct ac_ctx *c)
 {
 	struct ac_resp *r = &c->resp;
 
-	ac_resp_start(c, 200);
+	/* Headers set before (Idempotent-Replayed) go out with the head. */
+	if (r->committed)
+		return;
+	r->status = 200;
 	r->content_type = "text/event-stream";
 	ac_resp_header(c, "Cache-Control", "no-cache");
 	ac_resp_header(c, "X-Accel-Buffering", "no");

@@ -7,8 +7,10 @@
 
 #define MAX_ARGS 2
 
+#define MAX_SEGS 5
+
 struct route {
-	const char *segs[4];		/* "{name}" matches any non-empty segment, passed to the handler */
+	const char *segs[MAX_SEGS];		/* "{name}" matches any non-empty segment, passed to the handler */
 	ac_handler on[AC_METHOD_OTHER];	/* by method; HEAD falls back to GET */
 };
 
@@ -20,6 +22,8 @@ static const struct route routes[] = {
 	    { [AC_GET] = ac_h_chat_get, [AC_PATCH] = ac_h_chat_rename, [AC_DELETE] = ac_h_chat_delete } },
 	{ { "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_message_list } },
 	{ { "chats", "{chat_id}", "regenerate", NULL }, { [AC_POST] = ac_h_chat_regenerate } },
+	{ { "chats", "{chat_id}", "active", NULL }, { [AC_PUT] = ac_h_chat_active } },
+	{ { "chats", "{chat_id}", "messages", "{message_id}", "edit" }, { [AC_POST] = ac_h_message_edit } },
 	{ { "chat", NULL }, { [AC_POST] = ac_h_chat_send } },
 	{ { "models", NULL }, { [AC_GET] = ac_h_models } },
 	{ { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi } },
@@ -35,7 +39,7 @@ match(const struct route *rt, const struct ac_path *p, struct ac_str *args)
 {
 	int n = 0, nargs = 0;
 
-	while (n < 4 && rt->segs[n] != NULL)
+	while (n < MAX_SEGS && rt->segs[n] != NULL)
 		n++;
 	if (p->count != n)
 		return false;
@@ -136,7 +140,7 @@ ac_routes_print(FILE *f)
 		char path[128] = "";
 		size_t n = 0;
 
-		for (int k = 0; k < 4 && routes[i].segs[k] != NULL; k++)
+		for (int k = 0; k < MAX_SEGS && routes[i].segs[k] != NULL; k++)
 			n += (size_t)snprintf(path + n, sizeof(path) - n, "/%s", routes[i].segs[k]);
 		for (int m = 0; m < AC_METHOD_OTHER; m++) {
 			if (routes[i].on[m] != NULL)

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -126,6 +127,44 @@ log_request(struct ac_ctx *c, int64_t started)
 	    c->resp.failed ? " client-gone" : "");
 }
 
+bool
+ac_after_response(struct ac_ctx *c, void (*fn)(struct ac_ctx *c, void *arg), void *arg)
+{
+	if (c->after.count == AC_AFTER_MAX)
+		return false;
+	c->after.job[c->after.count].fn = fn;
+	c->after.job[c->after.count].arg = arg;
+	c->after.count++;
+	return true;
+}
+
+void
+ac_run_after(struct ac_ctx *c)
+{
+	for (int i = 0; i < c->after.count; i++)
+		c->after.job[i].fn(c, c->after.job[i].arg);
+	c->after.count = 0;
+}
+
+/*
+ * An answer cut short after its head went out.  Ending the FastCGI request, or just closing, would
+ * let the web server end the body as if it were whole (nginx takes the end of a FastCGI stream of
+ * unknown length as the end of the response).  A record it cannot parse (FastCGI version 0, at a
+ * record boundary: libfcgi writes whole records) makes it drop the client's connection instead, so
+ * the client sees the response is incomplete.
+ */
+static void
+abort_connection(struct ac_ctx *c)
+{
+	static const unsigned char bad_record[8] = { 0 };
+	ssize_t n;
+
+	do {
+		n = write(c->fcgi.ipcFd, bad_record, sizeof(bad_record));
+	} while (n < 0 && errno == EINTR);
+	shutdown(c->fcgi.ipcFd, SHUT_RDWR);
+}
+
 static void
 handle(struct ac_ctx *c)
 {
@@ -136,10 +175,13 @@ handle(struct ac_ctx *c)
 	memset(&c->log, 0, sizeof(c->log));
 	c->resp.committed = false;
 	c->resp.failed = false;
+	c->resp.abort = false;
 	ac_resp_start(c, 500);
 	if (ac_request_parse(c))
 		ac_route(c);
 	ac_resp_finish(c);
+	if (c->resp.abort && !c->cgi)
+		abort_connection(c);
 	if (ac_log_enabled(AC_LOG_INFO))
 		log_request(c, started);
 }
@@ -175,6 +217,7 @@ run(void *arg)
 		c->envp = c->fcgi.envp;
 		handle(c);
 		FCGX_Finish_r(&c->fcgi);
+		ac_run_after(c);
 	}
 	atomic_store(&t->accepting, 0);
 	atomic_store(&t->done, 1);
@@ -261,6 +304,10 @@ ac_serve_cgi(const struct ac_config *cfg)
 		c.cgi = true;
 		c.envp = environ;
 		handle(&c);
+		/* The web server ends the response when our output closes, not when we exit. */
+		fflush(stdout);
+		close(STDOUT_FILENO);
+		ac_run_after(&c);
 		status = 0;
 	}
 	ctx_free(&c);

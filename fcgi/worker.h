@@ -22,6 +22,7 @@
 #include "http.h"
 
 #define AC_RESP_WINDOW (256 * 1024)	/* a body larger than this is streamed out in pieces */
+#define AC_AFTER_MAX 4			/* jobs run after a response */
 
 enum ac_method {
 	AC_GET,
@@ -56,7 +57,9 @@ struct ac_resp {
 	struct ac_buf headers;	/* extra "Name: value\r\n" lines */
 	struct ac_buf body;
 	bool committed;		/* the head has been sent: the body is streaming */
-	bool failed;		/* the client went away */
+	bool failed;		/* the client went away, or the answer was cut short */
+	bool abort;		/* cut short after the head went out: end the connection, not the response,
+				 * so that the client sees the answer is incomplete */
 };
 
 struct ac_ctx {
@@ -70,6 +73,13 @@ struct ac_ctx {
 	struct ac_resp resp;
 	struct ac_buf scratch;	/* decoded path and query */
 	struct ac_buf in;	/* the request body */
+	struct {		/* work that runs once the answer has gone (after FCGX_Finish_r), in order */
+		struct {
+			void (*fn)(struct ac_ctx *c, void *arg);
+			void *arg;
+		} job[AC_AFTER_MAX];
+		int count;
+	} after;
 	struct {		/* what the request line in the log says besides method, path, status */
 		char user_id[256];	/* a copy: the request's own strings are gone when it is logged */
 		size_t user_id_len;	/* 0: none */
@@ -88,6 +98,15 @@ ac_log_user(struct ac_ctx *c, struct ac_str user_id)
 	memcpy(c->log.user_id, user_id.ptr, n);
 	c->log.user_id_len = n;
 }
+
+/*
+ * Runs fn(c, arg) on this thread once the request's answer has gone to the client (in the order
+ * given; fn owns arg, and frees it).  For work the client must not wait for.  false (fn will not
+ * run) when the request has AC_AFTER_MAX jobs already.
+ */
+bool ac_after_response(struct ac_ctx *c, void (*fn)(struct ac_ctx *c, void *arg), void *arg);
+/* server.c: runs the request's after-response job, if any. */
+void ac_run_after(struct ac_ctx *c);
 
 /* ---- io.c: the request's input and output, over FastCGI or CGI ---- */
 
@@ -128,6 +147,8 @@ void ac_resp_error(struct ac_ctx *c, int status, const char *detail);
 void ac_resp_invalid(struct ac_ctx *c, const struct ac_verrs *v);
 /* Answers 503 for a failed repository call (or 404 with the chat detail for AC_ENOTFOUND). */
 void ac_resp_repo_error(struct ac_ctx *c, enum ac_err err, struct ac_str chat_id);
+/* Answers 404 {"detail": "Message with id '<id>' not found"}. */
+void ac_resp_message_missing(struct ac_ctx *c, int64_t message_id);
 /*
  * A server-sent event stream: the head goes out at once (text/event-stream, no caching, no proxy
  * buffering); each event is flushed as it is written.  AC_EIO when the client has gone away.

@@ -13,13 +13,17 @@ Faults are asked for by directives in the LAST user message, so concurrent tests
   #fault=midstream  (stream) send a few pieces, then drop the connection
   #fault=error_event (stream) send a piece, then an error event
   #fail_times=N     apply the fault only to the first N attempts of this message, then answer
+  #ok_times=N       answer the first N attempts of this message, then apply the fault
   #delay=S          wait S seconds before answering
   #chunk_delay=S    (stream) wait S seconds between pieces
   #reply=TEXT       reply TEXT (JSON-decoded if it starts with a quote) instead of the echo
   #words=N          reply N words
 A wrong key (anything but Bearer test-key, or FAKE_PROVIDER_KEY) is 401; a model whose id contains
 "unknown" is 404 model_not_found.  GET /_requests returns every request body received (JSON list);
-DELETE /_requests clears it.  --delay S delays every answer (the 1 s and 2 s provider tests).
+DELETE /_requests clears it (and every plan).  POST /_plan {"match": TEXT, "steps": [...]} scripts the
+attempts whose last user message contains TEXT, one step each, in order: a step is {"fault": one of the
+faults above or null, "reply": TEXT, "delay": S, "chunk_delay": S (each optional)}; when the steps run out, the
+message's directives apply again.  --delay S delays every answer (the 1 s and 2 s provider tests).
 """
 import argparse
 import json
@@ -35,6 +39,7 @@ KEY = os.environ.get("FAKE_PROVIDER_KEY", "test-key")
 LOCK = threading.Lock()
 REQUESTS = []
 ATTEMPTS = {}
+PLANS = []   # [match, [steps]]
 ARGS = None
 
 
@@ -77,6 +82,7 @@ class Handler(BaseHTTPRequestHandler):
         with LOCK:
             REQUESTS.clear()
             ATTEMPTS.clear()
+            PLANS.clear()
         self.send_json(200, {"ok": True})
 
     def do_POST(self):
@@ -86,6 +92,11 @@ class Handler(BaseHTTPRequestHandler):
             req = json.loads(raw)
         except ValueError:
             self.send_json(400, {"error": {"message": "bad json", "type": "invalid_request_error"}})
+            return
+        if self.path.endswith("/_plan"):
+            with LOCK:
+                PLANS.append([req["match"], list(req["steps"])])
+            self.send_json(200, {"ok": True})
             return
         with LOCK:
             REQUESTS.append(req)
@@ -110,6 +121,21 @@ class Handler(BaseHTTPRequestHandler):
         fault = d.get("fault")
         if fault and "fail_times" in d and n > int(d["fail_times"]):
             fault = None
+        if fault and "ok_times" in d and n <= int(d["ok_times"]):
+            fault = None
+        step = None
+        with LOCK:
+            for plan in PLANS:
+                if plan[0] in last and plan[1]:
+                    step = plan[1].pop(0)
+                    break
+        if step is not None:
+            fault = step.get("fault")
+            if "reply" in step:
+                d["reply"] = json.dumps(step["reply"])
+            for k in ("delay", "chunk_delay"):
+                if k in step:
+                    d[k] = step[k]
         delay = float(d.get("delay", 0)) + ARGS.delay
         if delay:
             time.sleep(delay)

@@ -59,6 +59,7 @@ if [ "$unit_only" = 0 ]; then
     suite e2e "$PYTHON" "$top/tests/e2e/run.py"
     suite e2e-pg env E2E_DB=postgres "$PYTHON" "$top/tests/e2e/run.py"
     suite multihost "$PYTHON" "$top/tests/multihost/run.py"
+    suite model "$PYTHON" "$top/tests/model/run.py" --seeds "${MODEL_SEEDS:-4}" --steps "${MODEL_STEPS:-60}"
     suite browser "$PYTHON" "$top/tests/browser/run.py"
     suite deploy "$PYTHON" "$top/tests/deploy/run.py"
 fi

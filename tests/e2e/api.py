@@ -12,7 +12,7 @@ from urllib.parse import quote, urlencode
 UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TIMESTAMP_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z$")
 CHAT_KEYS = {"id", "user_id", "title", "created_at", "updated_at", "message_count"}
-MESSAGE_KEYS = {"id", "chat_id", "role", "content", "created_at"}
+MESSAGE_KEYS = {"id", "chat_id", "role", "content", "created_at", "parent_id", "sibling_ids"}
 
 NOT_FOUND = {"detail": "Not Found"}
 METHOD_NOT_ALLOWED = {"detail": "Method Not Allowed"}
@@ -200,16 +200,21 @@ def count_chats(stack, user_id):
 
 
 def insert_messages(stack, chat_id, contents, start_micros=None):
-    """Inserts messages (roles alternate user/assistant, one microsecond apart); returns their ids."""
+    """Appends messages to the chat's active path (roles alternate user/assistant, one microsecond
+    apart, each following the one before), as the repository would; returns their ids."""
     start = start_micros or now_micros()
     ids = []
     with contextlib.closing(stack.db()) as conn:
         conn.execute("BEGIN IMMEDIATE")
+        (parent,) = conn.execute("SELECT max(id) FROM messages WHERE chat_id = ? AND active = 1",
+                                 (chat_id,)).fetchone()
         for i, content in enumerate(contents):
             cur = conn.execute(
-                "INSERT INTO messages (chat_id, role, content, created_at) VALUES (?, ?, ?, ?)",
-                (chat_id, ("user", "assistant")[i % 2], content, start + i))
-            ids.append(cur.lastrowid)
+                "INSERT INTO messages (chat_id, parent_id, role, content, created_at) VALUES (?, ?, ?, ?, ?)",
+                (chat_id, parent, ("user", "assistant")[i % 2], content, start + i))
+            parent = cur.lastrowid
+            ids.append(parent)
+        conn.execute("UPDATE chats SET message_count = message_count + ? WHERE id = ?", (len(ids), chat_id))
         conn.execute("COMMIT")
     return ids
 
@@ -221,7 +226,9 @@ def db_messages(stack, chat_id):
 
 def message_json(stack, message_id):
     """The Message the API should return for a stored message."""
-    row, = stack.sql("SELECT id, chat_id, role, CAST(content AS BLOB), created_at FROM messages WHERE id = ?",
-                     (message_id,))
+    row, = stack.sql("SELECT id, chat_id, role, CAST(content AS BLOB), created_at, parent_id FROM messages"
+                     " WHERE id = ?", (message_id,))
+    siblings = [r[0] for r in stack.sql(
+        "SELECT id FROM messages WHERE chat_id = ? AND parent_id IS ? AND state < 2 ORDER BY id", (row[1], row[5]))]
     return {"id": row[0], "chat_id": row[1], "role": row[2], "content": row[3].decode("utf-8"),
-            "created_at": micros_to_timestamp(row[4])}
+            "created_at": micros_to_timestamp(row[4]), "parent_id": row[5], "sibling_ids": siblings}

@@ -107,6 +107,15 @@ class FakeProvider:
         """Forgets the requests received and the attempts counted."""
         self._call("DELETE")
 
+    def plan(self, match, steps):
+        """Scripts the attempts whose last user message contains match: one step each, in order
+        (see tests/fake_provider.py: {"fault": ..., "reply": ..., "delay": ...})."""
+        body = json.dumps({"match": match, "steps": steps}).encode()
+        req = urllib.request.Request(self.url + "/_plan", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+
     def requests_for(self, text):
         """The requests whose last message contains text (a test's tag)."""
         return [r for r in self.requests() if r.get("messages") and text in r["messages"][-1].get("content", "")]
@@ -205,12 +214,25 @@ def send(stack, chat_id, user, message, headers=None, **fields):
     return stack.json("POST", "/chat", json=body, headers=headers)
 
 
-def rows(stack, chat_id):
-    """The chat's stored messages, oldest first, as dicts."""
-    keys = ("id", "role", "content", "model", "prompt_tokens", "completion_tokens", "incomplete")
-    found = stack.sql("SELECT id, role, content, model, prompt_tokens, completion_tokens, incomplete"
-                      " FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,))
+# A message row's state (sql/sqlite/003_tree.sql): stored, incomplete, generating, failed.
+STORED, INCOMPLETE, GENERATING, FAILED_ROW = 0, 1, 2, 3
+
+
+def all_rows(stack, chat_id):
+    """Every message row of the chat, oldest first, as dicts (the tree's columns included)."""
+    keys = ("id", "role", "content", "model", "prompt_tokens", "completion_tokens", "incomplete",
+            "parent_id", "active", "state")
+    found = stack.sql("SELECT id, role, content, model, prompt_tokens, completion_tokens, incomplete,"
+                      " parent_id, active, state FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,))
     return [dict(zip(keys, r)) for r in found]
+
+
+def rows(stack, chat_id, path_only=False):
+    """The chat's shown messages (not a reply being generated, nor one that failed with nothing),
+    oldest first, as dicts of the columns the API reports; path_only: only the active path."""
+    keys = ("id", "role", "content", "model", "prompt_tokens", "completion_tokens", "incomplete")
+    return [{k: r[k] for k in keys} for r in all_rows(stack, chat_id)
+            if r["state"] < GENERATING and (r["active"] or not path_only)]
 
 
 def roles(stack, chat_id):
@@ -251,9 +273,13 @@ def check_failure(status, headers, data, what, key=API_KEY):
 
 
 def check_message_kept(stack, chat_id, message):
-    """After a failure: the user's message is stored once, and no reply."""
+    """After a failure: the user's message is stored once, and no reply (its reply row, if any,
+    failed with nothing in it: hidden, empty, locked no more)."""
     assert [(r["role"], r["content"]) for r in rows(stack, chat_id)] == [("user", message)], \
         f"stored {rows(stack, chat_id)!r}, wanted only the user's message"
+    hidden = [r for r in all_rows(stack, chat_id) if r["state"] >= GENERATING]
+    assert all(r["state"] == FAILED_ROW and r["content"] == "" and r["role"] == "assistant" for r in hidden), \
+        f"a failed send left {hidden!r}"
 
 
 class Event:

@@ -58,16 +58,21 @@ def supervisor_and_children(s):
 
 
 def check_no_partial_rows(s):
-    """Every assistant message follows a user message in its chat; every message_count is its rows."""
+    """Every reply hangs under a user message of its chat; every message_count is the shown rows of
+    the active path; a reply row a killed worker left generating holds nothing."""
     problems = []
     for chat_id, count in s.sql("SELECT id, message_count FROM chats"):
-        roles = [r[0] for r in s.sql("SELECT role FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,))]
-        if count != len(roles):
-            problems.append(f"chat {chat_id}: message_count {count}, {len(roles)} rows")
-        for i, role in enumerate(roles):
-            if role == "assistant" and (i == 0 or roles[i - 1] != "user"):
-                problems.append(f"chat {chat_id}: an assistant message without a user message before it: {roles}")
+        found = s.sql("SELECT m.id, m.role, m.active, m.state, m.content, p.role FROM messages m "
+                      "LEFT JOIN messages p ON p.id = m.parent_id WHERE m.chat_id = ? ORDER BY m.id", (chat_id,))
+        shown = [r for r in found if r[2] == 1 and r[3] < 2]
+        if count != len(shown):
+            problems.append(f"chat {chat_id}: message_count {count}, {len(shown)} shown rows")
+        for mid, role, _, state, content, parent_role in found:
+            if role == "assistant" and parent_role != "user":
+                problems.append(f"chat {chat_id}: reply {mid} does not hang under a user message: {found}")
                 break
+            if state >= 2 and content != "":
+                problems.append(f"chat {chat_id}: hidden row {mid} (state {state}) holds {content!r}")
     if ENGINE == "sqlite":  # PostgreSQL has no file-level check; its WAL keeps what committed
         assert s.sql("PRAGMA integrity_check") == [("ok",)], s.sql("PRAGMA integrity_check")
     assert not problems, "\n".join(problems[:20])

@@ -22,13 +22,14 @@ from provider import shared
 README = ROOT / "README.md"
 USER = "user123"
 RUN_TIMEOUT = 30
-VARIABLES = ("API", "CHAT_ID", "MESSAGE_ID")
+VARIABLES = ("API", "CHAT_ID", "MESSAGE_ID", "USER_MESSAGE_ID")
 
 # The endpoints the examples must show (method, path template).
 REQUIRED = [
     ("GET", "/"), ("GET", "/health"), ("POST", "/chats"), ("GET", "/chats"), ("GET", "/chats/{chat_id}"),
     ("PATCH", "/chats/{chat_id}"), ("DELETE", "/chats/{chat_id}"), ("GET", "/chats/{chat_id}/messages"),
     ("POST", "/chat"), ("POST", "/chats/{chat_id}/regenerate"), ("GET", "/models"), ("GET", "/openapi.json"),
+    ("POST", "/chats/{chat_id}/messages/{message_id}/edit"), ("PUT", "/chats/{chat_id}/active"),
 ]
 
 # curl options that take a value (so the value is not taken for the URL).
@@ -130,23 +131,23 @@ def stack():
 
 
 def fresh_chat():
-    """(chat id, id of one of its messages): a chat of user123 with two exchanges with the model, so there
-    is a message to regenerate and one to page before."""
+    """(chat id, id of its last reply, id of its last user message): a chat of user123 with two exchanges
+    with the model, so there is a message to regenerate, one to edit and one to page before."""
     s = stack()
     chat_id = create_chat(s, USER, "README example")["id"]
     message_id = None
     for text in ("Hello, AI!", "Tell me a story"):
         _, reply = expect(s, "POST", "/chat", 200, json={"chat_id": chat_id, "user_id": USER, "message": text})
-        message_id = reply["message_id"]
-    return chat_id, str(message_id)
+        message_id, user_message_id = reply["message_id"], reply["user_message_id"]
+    return chat_id, str(message_id), str(user_message_id)
 
 
 def run_example(block):
     words = curl_words(block)
     s = stack()
-    env = {"API": s.url, "CHAT_ID": "", "MESSAGE_ID": ""}
-    if "$CHAT_ID" in block or "${CHAT_ID}" in block or "$MESSAGE_ID" in block or "${MESSAGE_ID}" in block:
-        env["CHAT_ID"], env["MESSAGE_ID"] = fresh_chat()
+    env = {"API": s.url, "CHAT_ID": "", "MESSAGE_ID": "", "USER_MESSAGE_ID": ""}
+    if any(f"${name}" in block or f"${{{name}}}" in block for name in VARIABLES[1:]):
+        env["CHAT_ID"], env["MESSAGE_ID"], env["USER_MESSAGE_ID"] = fresh_chat()
     method, path = describe_request(words, env)
     with tempfile.TemporaryDirectory(prefix="ai-chat-readme-") as tmp:
         head_file = os.path.join(tmp, "head")
@@ -179,7 +180,7 @@ def run_example(block):
 def _example_name(i, block):
     try:
         method, path = describe_request(curl_words(block), {"API": "http://x", "CHAT_ID": "ID",
-                                                             "MESSAGE_ID": "N"})
+                                                             "MESSAGE_ID": "N", "USER_MESSAGE_ID": "U"})
         slug = re.sub(r"[^a-z0-9]+", "_", f"{method} {path.split('?')[0]}".lower()).strip("_")
         slug += "_root" if path.split("?")[0] == "/" else ""
         slug += "".join(f"_{key}" for key in ("newest", "before") if f"{key}=" in path)
@@ -209,7 +210,7 @@ def _register():
         shown = set()
         for block in blocks:
             method, path = describe_request(curl_words(block), {"API": "http://x", "CHAT_ID": "ID",
-                                                                "MESSAGE_ID": "1"})
+                                                                "MESSAGE_ID": "1", "USER_MESSAGE_ID": "2"})
             found = doc.match_path(path.split("?")[0])
             if found and method.lower() in found[1]:
                 shown.add((method, found[0]))

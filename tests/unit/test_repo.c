@@ -171,8 +171,11 @@ str(const char *s)
 static void
 add_messages(struct fixture *f, const char *chat_id, int n)
 {
-	static const struct ac_sql insert = { "INSERT INTO messages (chat_id, role, content, created_at) "
-	    "VALUES ($1, $2, $3, $4)", NULL };
+	/* a single path: each message follows the one before */
+	static const struct ac_sql insert = { "INSERT INTO messages (chat_id, parent_id, role, content, created_at) "
+	    "VALUES ($1, (SELECT max(id) FROM messages WHERE chat_id = $1), $2, $3, $4)", NULL };
+	static const struct ac_sql count = { "UPDATE chats SET message_count = message_count + 1 WHERE id = $1",
+	    NULL };
 
 	for (int i = 0; i < n; i++) {
 		char content[16];
@@ -181,6 +184,7 @@ add_messages(struct fixture *f, const char *chat_id, int n)
 
 		snprintf(content, sizeof(content), "m%d", i);
 		run_sql(f, &insert, 3, strs, 1, &at);
+		run_sql(f, &count, 1, strs, 0, NULL);
 	}
 }
 
