@@ -14,7 +14,7 @@
 #include "../common/db.h"
 #include "cli_db.h"
 
-#define MAX_COLUMNS 12
+#define MAX_COLUMNS 16
 #define SQL_MAX 512
 
 struct table {
@@ -25,10 +25,10 @@ struct table {
 };
 
 static const struct table tables[] = {
-	/* message_count is left to the triggers, which count the messages as they are copied */
-	{ "chats", "id, user_id, title, created_at, updated_at", "sssii", NULL },
-	{ "messages", "id, chat_id, role, content, created_at, model, prompt_tokens, completion_tokens, incomplete",
-	    "isssisiii", "SELECT setval(pg_get_serial_sequence('messages', 'id'), "
+	{ "chats", "id, user_id, title, created_at, updated_at, message_count", "sssiii", NULL },
+	/* in id order a message's parent comes before it */
+	{ "messages", "id, chat_id, parent_id, role, content, created_at, model, prompt_tokens, completion_tokens, "
+	    "incomplete, active, state, locked_until", "isissisiiiiii", "SELECT setval(pg_get_serial_sequence('messages', 'id'), "
 	    "(SELECT coalesce(max(id), 0) + 1 FROM messages), false)" },
 	{ "idempotency_keys", "user_id, key, chat_id, user_message_id, reply_message_id, locked_until, created_at",
 	    "sssiiii", NULL },
@@ -41,12 +41,17 @@ static char select_sql[NTABLES][SQL_MAX], insert_sql[NTABLES][SQL_MAX], count_sq
 
 enum { S_SELECT = 0, S_INSERT = 8, S_COUNT = 16, S_DELETE = 24, S_AFTER = 32 };
 
-static void
+static int
 make_sql(void)
 {
 	for (size_t t = 0; t < NTABLES; t++) {
-		char params[MAX_COLUMNS * 4] = "";
-		size_t n = strlen(tables[t].types), used = 0;
+		char params[MAX_COLUMNS * 6] = "";
+		size_t n = strlen(tables[t].types), used = 0, columns = 1;
+
+		for (const char *c = tables[t].columns; *c != '\0'; c++)
+			columns += *c == ',';
+		if (columns != n || n > MAX_COLUMNS)
+			return -1;
 
 		for (size_t i = 0; i < n; i++)
 			used += (size_t)snprintf(params + used, sizeof(params) - used, "%s$%zu", i ? ", " : "", i + 1);
@@ -56,6 +61,7 @@ make_sql(void)
 		snprintf(count_sql[t], SQL_MAX, "SELECT count(*) FROM %s", tables[t].name);
 		snprintf(delete_sql[t], SQL_MAX, "DELETE FROM %s", tables[t].name);
 	}
+	return 0;
 }
 
 struct end {
@@ -156,7 +162,10 @@ copy(const struct ac_config *base, const char *from_url, const char *to_url, boo
 		fprintf(stderr, "ai-chat-fcgi db copy: %s is both the source and the target\n", from.url);
 		return 2;
 	}
-	make_sql();
+	if (make_sql() != 0) {
+		fprintf(stderr, "ai-chat-fcgi db copy: a table's columns and types disagree (fcgi/cli_db.c)\n");
+		return 1;
+	}
 	for (int i = 0; i < 2; i++) {
 		ac_config_db(&ends[i]->cfg, &conf);
 		if (ac_db_migrate(&conf, msg, sizeof(msg)) != AC_OK) {

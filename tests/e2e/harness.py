@@ -637,6 +637,9 @@ def pg_sql(query):
     query = re.sub(r"^\s*BEGIN\s+(IMMEDIATE|EXCLUSIVE)\s*$",
                    "BEGIN; LOCK TABLE chats, messages, idempotency_keys IN EXCLUSIVE MODE", query, flags=re.I)
     query = re.sub(r"^\s*BEGIN\s+DEFERRED\b", "BEGIN", query, flags=re.I)
+    # SQLite's "x IS ?" (NULL-safe equality)
+    query = re.sub(r"\bIS\s+NOT\s+\?", "IS DISTINCT FROM ?", query, flags=re.I)
+    query = re.sub(r"\bIS\s+\?", "IS NOT DISTINCT FROM ?", query, flags=re.I)
     return query.replace("%", "%%").replace("?", "%s")
 
 

@@ -24,8 +24,8 @@ def everything(s):
     out = {}
     for table, order in TABLES.items():
         columns = {"chats": "id, CAST(user_id AS BLOB), CAST(title AS BLOB), created_at, updated_at, message_count",
-                   "messages": "id, chat_id, role, CAST(content AS BLOB), created_at, model, prompt_tokens, "
-                               "completion_tokens, incomplete",
+                   "messages": "id, chat_id, parent_id, role, CAST(content AS BLOB), created_at, model, "
+                               "prompt_tokens, completion_tokens, incomplete, active, state, locked_until",
                    "idempotency_keys": "CAST(user_id AS BLOB), CAST(key AS BLOB), chat_id, user_message_id, "
                                        "reply_message_id, locked_until, created_at"}[table]
         out[table] = s.sql(f"SELECT {columns} FROM {table} ORDER BY {order}")

@@ -55,8 +55,9 @@ def many_processes_starting_at_once_migrate_exactly_once():
             rows = cluster.psql(name, "SELECT version, count(*) FROM schema_migrations GROUP BY version "
                                       "ORDER BY version").split()
             assert rows == [f"{int(m.name[:3])}|1" for m in MIGRATIONS], rows
-            # each table made once: a second run of 001 would have failed on "already exists"
-            assert cluster.psql(name, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'messages_count%'").strip() == "2"
+            # each index made once (a second run of a script would have failed on "already exists")
+            assert cluster.psql(name, "SELECT count(*) FROM pg_indexes WHERE indexname IN "
+                                      "('messages_by_chat', 'messages_on_path')").strip() == "2"
         finally:
             cluster.drop_database(name)
 
@@ -96,5 +97,43 @@ def data_survives_a_restart():
             create_chat(s, user, "after the restart")
             assert len(s.sql("SELECT version FROM schema_migrations")) == len(MIGRATIONS)
         assert time.monotonic() - started < 15
+    finally:
+        cluster.drop_database(name)
+
+
+@test
+def chats_from_before_the_tree_migrate_to_one_path():
+    postgres_only("sql/postgres/003_tree.sql on rows of the older schema (SQLite: test_model_branches.py)")
+    from test_model_branches import page
+    from api import db_chat
+    cluster = pg_cluster()
+    name = f"pretree_{tag()}"
+    url = cluster.create_database(name)
+    chat_id = "11111111-1111-4111-8111-111111111111"
+    try:
+        # the schema as migrations 001 and 002 left it, recorded as the engine records it
+        cluster.psql(name, "CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
+                           "applied_at timestamptz NOT NULL DEFAULT now())")
+        for f in MIGRATIONS[:2]:
+            cluster.psql(name, f.read_text())
+        cluster.psql(name, "INSERT INTO schema_migrations (version) VALUES (1), (2)")
+        cluster.psql(name, f"INSERT INTO chats (id, user_id, title, created_at, updated_at) VALUES "
+                           f"('{chat_id}', 'old', 'kept', 1, 2)")
+        for i, (role, text) in enumerate([("user", "hi"), ("assistant", "hello"), ("user", "more"),
+                                          ("assistant", "cut")]):
+            cluster.psql(name, f"INSERT INTO messages (chat_id, role, content, created_at, incomplete) VALUES "
+                               f"('{chat_id}', '{role}', '{text}', {10 + i}, {int(text == 'cut')})")
+        cluster.psql(name, f"INSERT INTO idempotency_keys (user_id, key, chat_id, user_message_id, reply_message_id, "
+                           f"locked_until, created_at) VALUES ('old', 'k', '{chat_id}', 1, 2, 0, {10**16})")
+        assert cluster.psql(name, f"SELECT message_count FROM chats").strip() == "4"   # 001's triggers
+        with Stack(env={"WORKER_PROCESSES": "1"}, database_url=url) as stack:
+            shown = page(stack, chat_id, "old")
+            assert [(m["id"], m["parent_id"], m["sibling_ids"]) for m in shown] == \
+                [(1, None, [1]), (2, 1, [2]), (3, 2, [3]), (4, 3, [4])], shown
+            assert shown[3].get("incomplete") is True
+            assert db_chat(stack, chat_id)["message_count"] == 4
+            assert [r[0] for r in stack.sql("SELECT version FROM schema_migrations ORDER BY version")] == \
+                [int(m.name[:3]) for m in MIGRATIONS]
+            assert stack.sql("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'messages_count%'")[0][0] == 0
     finally:
         cluster.drop_database(name)
