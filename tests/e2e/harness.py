@@ -574,6 +574,18 @@ def pg_cluster():
     return _pg
 
 
+@contextlib.contextmanager
+def pg_database(prefix="db"):
+    """A fresh database in the run's cluster for one test: (cluster, name, url); dropped after."""
+    cluster = pg_cluster()
+    name = f"{prefix}_{os.getpid()}_{next(_database_numbers)}"
+    url = cluster.create_database(name)
+    try:
+        yield cluster, name, url
+    finally:
+        cluster.drop_database(name)
+
+
 def stop_pg_cluster():
     global _pg
     if _pg is not None:

@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from api import chat_path, create_chat, db_messages, expect, insert_messages, new_user, qs
+from api import chat_path, create_chat, expect, insert_messages, new_user, qs
 from harness import SETTINGS, WORKER, Stack, pg_cluster, postgres_only, test
 from provider import FakeProvider, model_env, send, tag
 

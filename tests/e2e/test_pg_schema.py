@@ -6,8 +6,7 @@ import subprocess
 import time
 
 from api import chat_path, check_chat_stored, create_chat, expect, insert_messages, new_user
-from harness import ROOT, SETTINGS, WORKER, Stack, default_stack, pg_cluster, postgres_only, test
-from provider import tag
+from harness import ROOT, SETTINGS, WORKER, Stack, default_stack, pg_database, postgres_only, test
 
 MIGRATIONS = sorted((ROOT / "sql" / "postgres").glob("[0-9][0-9][0-9]_*.sql"))
 SQLITE_MIGRATIONS = sorted((ROOT / "sql" / "sqlite").glob("[0-9][0-9][0-9]_*.sql"))
@@ -44,11 +43,8 @@ def check_config(url, n):
 @test
 def many_processes_starting_at_once_migrate_exactly_once():
     postgres_only("pg_advisory_xact_lock")
-    cluster = pg_cluster()
     for round_ in range(3):
-        name = f"race_{tag()}"
-        url = cluster.create_database(name)
-        try:
+        with pg_database("race") as (cluster, name, url):
             results = check_config(url, 12)
             bad = [r for r in results if r[0] != 0]
             assert not bad, f"round {round_}: {len(bad)} of 12 failed: {bad[:3]}"
@@ -58,32 +54,22 @@ def many_processes_starting_at_once_migrate_exactly_once():
             # each index made once (a second run of a script would have failed on "already exists")
             assert cluster.psql(name, "SELECT count(*) FROM pg_indexes WHERE indexname IN "
                                       "('messages_by_chat', 'messages_on_path')").strip() == "2"
-        finally:
-            cluster.drop_database(name)
 
 
 @test
 def newer_schema_than_the_program_stops_the_start():
     postgres_only("schema_migrations")
-    cluster = pg_cluster()
-    name = f"newer_{tag()}"
-    url = cluster.create_database(name)
-    try:
+    with pg_database("newer") as (cluster, name, url):
         assert check_config(url, 1)[0][0] == 0
         cluster.psql(name, "INSERT INTO schema_migrations (version) VALUES (999)")
         status, output = check_config(url, 1)[0]
         assert status != 0 and "999" in output, (status, output)
-    finally:
-        cluster.drop_database(name)
 
 
 @test
 def data_survives_a_restart():
     postgres_only("a database kept across stacks (SQLite: test_storage.py)")
-    cluster = pg_cluster()
-    name = f"kept_{tag()}"
-    url = cluster.create_database(name)
-    try:
+    with pg_database("kept") as (cluster, name, url):
         settings = {"WORKER_PROCESSES": "1", "WORKER_THREADS": "2"}
         user = new_user()
         with Stack(env=settings, database_url=url) as s:
@@ -97,8 +83,6 @@ def data_survives_a_restart():
             create_chat(s, user, "after the restart")
             assert len(s.sql("SELECT version FROM schema_migrations")) == len(MIGRATIONS)
         assert time.monotonic() - started < 15
-    finally:
-        cluster.drop_database(name)
 
 
 @test
@@ -106,11 +90,8 @@ def chats_from_before_the_tree_migrate_to_one_path():
     postgres_only("sql/postgres/003_tree.sql on rows of the older schema (SQLite: test_model_branches.py)")
     from test_model_branches import page
     from api import db_chat
-    cluster = pg_cluster()
-    name = f"pretree_{tag()}"
-    url = cluster.create_database(name)
     chat_id = "11111111-1111-4111-8111-111111111111"
-    try:
+    with pg_database("pretree") as (cluster, name, url):
         # the schema as migrations 001 and 002 left it, recorded as the engine records it
         cluster.psql(name, "CREATE TABLE schema_migrations (version integer PRIMARY KEY, "
                            "applied_at timestamptz NOT NULL DEFAULT now())")
@@ -125,7 +106,7 @@ def chats_from_before_the_tree_migrate_to_one_path():
                                f"('{chat_id}', '{role}', '{text}', {10 + i}, {int(text == 'cut')})")
         cluster.psql(name, f"INSERT INTO idempotency_keys (user_id, key, chat_id, user_message_id, reply_message_id, "
                            f"locked_until, created_at) VALUES ('old', 'k', '{chat_id}', 1, 2, 0, {10**16})")
-        assert cluster.psql(name, f"SELECT message_count FROM chats").strip() == "4"   # 001's triggers
+        assert cluster.psql(name, "SELECT message_count FROM chats").strip() == "4"   # 001's triggers
         with Stack(env={"WORKER_PROCESSES": "1"}, database_url=url) as stack:
             shown = page(stack, chat_id, "old")
             assert [(m["id"], m["parent_id"], m["sibling_ids"]) for m in shown] == \
@@ -135,5 +116,3 @@ def chats_from_before_the_tree_migrate_to_one_path():
             assert [r[0] for r in stack.sql("SELECT version FROM schema_migrations ORDER BY version")] == \
                 [int(m.name[:3]) for m in MIGRATIONS]
             assert stack.sql("SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'messages_count%'")[0][0] == 0
-    finally:
-        cluster.drop_database(name)
