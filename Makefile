@@ -22,8 +22,11 @@ endif
 # Debian packages: what building, running and testing need, and what only the benchmark needs.
 PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcurl4-openssl-dev \
 	libcmocka-dev ca-certificates nginx-light python3 python3-jsonschema curl chromium chromium-driver \
-	lighttpd spawn-fcgi apache2 libapache2-mod-fcgid man-db libpq-dev postgresql pgbouncer python3-psycopg2
+	lighttpd spawn-fcgi apache2 libapache2-mod-fcgid man-db libfaketime gdb libpq-dev postgresql pgbouncer \
+	python3-psycopg2
 BENCH_PACKAGES = wrk
+# What make deb needs (Debian's packaging tools), and the package test (a Debian root to install into).
+DEB_PACKAGES = debhelper dpkg-dev fakeroot lintian debootstrap
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
 	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/db_pg_pool.c common/repo.c common/repo_send.c \
@@ -41,7 +44,7 @@ FUZZ_TARGETS = body target sse
 REPLAYS = $(FUZZ_TARGETS:%=build/tests/replay_%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps docs run test unit e2e bench fuzz clean install uninstall test-deploy valgrind soak FORCE
+.PHONY: all deps docs run test unit e2e bench fuzz clean install uninstall test-deploy valgrind soak deb FORCE
 SHELL = /bin/bash
 .DELETE_ON_ERROR:
 
@@ -64,16 +67,17 @@ deps:
 	fi
 
 build/ai-chat-fcgi: build/fcgi/main.o $(FCGI_OBJ) $(COMMON_OBJ) $(DOC_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Objects remember the flags they were built with: changing them (SANITIZE=1) rebuilds everything.
 build/.flags: FORCE
 	@mkdir -p build
-	@echo '$(CC) $(CFLAGS) $(LDLIBS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDLIBS)' > $@
+	@echo '$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $(LDLIBS)' | cmp -s - $@ || \
+		echo '$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) $(LDLIBS)' > $@
 
 build/%.o: %.c $(HEADERS) build/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 # The schema scripts of each engine, compiled in as strings, in file-name order.
 define migrations_table
@@ -159,6 +163,7 @@ run: deps
 	PORT=$(PORT) conf/stack.sh
 
 test: deps
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(DEB_PACKAGES)"
 	@$(MAKE) --no-print-directory all docs $(UNIT_TESTS) $(REPLAYS)
 	@PYTHON=$(PYTHON) tests/run.sh $(UNIT_TESTS) $(REPLAYS)
 
@@ -170,6 +175,12 @@ bench:
 	@$(MAKE) --no-print-directory all build/bench-trivial
 	tests/bench/bench.sh
 	$(PYTHON) tests/bench/chat_bench.py
+
+# make deb: build/deb/ai-chat-fcgi_<version>_<arch>.deb, built by dpkg-buildpackage from conf/debian/
+# (copied into a copy of the tree) and checked by lintian (conf/deb.sh).
+deb: deps docs
+	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(DEB_PACKAGES)"
+	conf/deb.sh
 
 # Installs under $(DESTDIR)$(PREFIX) (conf/install.sh lists what goes where); uninstall removes it
 # again but keeps the settings file and the databases.

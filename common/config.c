@@ -308,7 +308,8 @@ load_provider(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_s
 	enum ac_err err;
 	long long n;
 	size_t len;
-	const char *models;
+	char tmp[64];
+	const char *models, *v;
 	FILE *f;
 
 	if ((err = get_str("GROQ_API_KEY", dotenv, "", cfg->api_key, sizeof(cfg->api_key), msg,
@@ -347,6 +348,13 @@ load_provider(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_s
 	if ((err = get_int("SSE_HEARTBEAT_S", dotenv, 15, 1, 300, &n, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->heartbeat_s = (int)n;
+	if ((err = setting("REASONING", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
+	if (v != NULL && *v != '\0' && strcmp(v, "stream") != 0 && strcmp(v, "hidden") != 0) {
+		snprintf(msg, msg_size, "REASONING: '%s' is not hidden or stream", v);
+		return AC_EINVAL;
+	}
+	cfg->reasoning_stream = v != NULL && strcmp(v, "stream") == 0;
 	if ((err = get_str("SYSTEM_PROMPT", dotenv, AC_DEFAULT_SYSTEM_PROMPT, cfg->system_prompt,
 	    sizeof(cfg->system_prompt), msg, msg_size)) != AC_OK)
 		return err;
@@ -449,6 +457,9 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 		}
 		memcpy(cfg->socket_group, v, strlen(v) + 1);
 	}
+	if ((err = get_int("FCGI_READ_TIMEOUT_S", dotenv, 30, 1, 3600, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->read_timeout_s = (int)n;
 	if ((err = load_provider(cfg, dotenv, msg, msg_size)) != AC_OK)
 		return err;
 	if ((err = setting("LOG_LEVEL", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)

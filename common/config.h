@@ -35,6 +35,7 @@ struct ac_config {
 	unsigned socket_mode;		/* FCGI_SOCKET_MODE */
 	char socket_group[64];		/* FCGI_SOCKET_GROUP */
 	char allowed_peers[1024];	/* FCGI_ALLOWED_PEERS: IPv4 addresses, comma-separated ("": none) */
+	int read_timeout_s;		/* FCGI_READ_TIMEOUT_S: a request's records and body, from its accept */
 
 	/* The model provider (an OpenAI-compatible API). */
 	char api_key[256];		/* GROQ_API_KEY: empty when unset; never logged or returned */
@@ -43,7 +44,8 @@ struct ac_config {
 	int provider_timeout_s;		/* PROVIDER_TIMEOUT_S: a whole call, stream included */
 	int provider_retries;		/* PROVIDER_RETRIES */
 	size_t provider_max_response;	/* PROVIDER_MAX_RESPONSE_BYTES */
-	int heartbeat_s;		/* SSE_HEARTBEAT_S: ": ping" after this long without a token */
+	int heartbeat_s;		/* SSE_HEARTBEAT_S: ": ping" after this long with nothing sent */
+	int reasoning_stream;		/* REASONING=stream: the model's reasoning as "reasoning" events */
 	char system_prompt[4096];	/* SYSTEM_PROMPT */
 	char models_file[AC_PATH_MAX];	/* MODELS_FILE: empty for ./conf/models.conf or the built-in copy */
 	struct ac_models models;

@@ -9,9 +9,11 @@
 
 #define LINE_MAX_BYTES 4096
 
-/* Set by ac_log_open before threads start, never after. */
+/* Set by ac_log_open before threads start, never after (ac_log_reopen changes the file behind
+ * log_fd, not log_fd). */
 static int log_fd = STDERR_FILENO;
 static enum ac_log_level log_level = AC_LOG_INFO;
+static char log_path[4096];
 
 static const char *const names[] = { "error", "warn", "info", "debug" };
 
@@ -33,11 +35,33 @@ ac_log_open(const char *path, enum ac_log_level level)
 	log_level = level;
 	if (path == NULL || *path == '\0')
 		return AC_OK;
+	if (strlen(path) >= sizeof(log_path))
+		return AC_EINVAL;
 	log_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (log_fd < 0) {
 		log_fd = STDERR_FILENO;
 		return AC_ESYS;
 	}
+	memcpy(log_path, path, strlen(path) + 1);
+	return AC_OK;
+}
+
+enum ac_err
+ac_log_reopen(void)
+{
+	int fd;
+
+	if (log_path[0] == '\0')
+		return AC_OK;
+	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return AC_ESYS;
+	/* dup3 swaps the file in one step: a line being written goes wholly to the old or the new. */
+	if (dup3(fd, log_fd, O_CLOEXEC) < 0) {
+		close(fd);
+		return AC_ESYS;
+	}
+	close(fd);
 	return AC_OK;
 }
 

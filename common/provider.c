@@ -11,13 +11,16 @@
 #include <json-c/json.h>
 
 #include "json.h"
+#include "log.h"
 #include "provider.h"
 #include "sse.h"
+#include "util.h"
 
 #define BACKOFF_BASE_MS 500
 #define BACKOFF_MAX_MS 8000
 #define SSE_LINE_MAX (1024 * 1024)
 #define ERROR_BODY_MAX (64 * 1024)
+#define BUF_KEEP (64 * 1024)	/* request and answer buffers shrink back to this after a large call */
 
 struct ac_provider {
 	const struct ac_config *cfg;
@@ -33,7 +36,8 @@ struct ac_provider {
 	bool stream;
 	bool delivered;		/* a delta reached the caller: no retry from here */
 	bool done;		/* [DONE] seen */
-	time_t last_activity;
+	int64_t last_sent;	/* ac_mono_us() when a hook last sent the client something */
+	int64_t deadline;	/* ac_mono_us() when the whole call (every attempt) must be over */
 };
 
 enum ac_err
@@ -45,14 +49,16 @@ ac_provider_global_init(void)
 void
 ac_scrub(char *s, const char *secret)
 {
-	size_t n = strlen(secret);
-	char *p;
+	static const char mark[] = "[redacted]";
+	size_t n = strlen(secret), k = n < sizeof(mark) - 1 ? n : sizeof(mark) - 1;
+	char *p = s;
 
 	if (n == 0)
 		return;
-	while ((p = strstr(s, secret)) != NULL) {
-		memcpy(p, "[redacted]", n < 10 ? n : 10);
-		memmove(p + (n < 10 ? n : 10), p + n, strlen(p + n) + 1);
+	while ((p = strstr(p, secret)) != NULL) {
+		memcpy(p, mark, k);
+		memmove(p + k, p + n, strlen(p + n) + 1);
+		p += k;	/* on past the mark, which may itself hold the secret ("[red") */
 	}
 }
 
@@ -61,6 +67,7 @@ ac_llm_result_init(struct ac_llm_result *r, size_t max_text)
 {
 	memset(r, 0, sizeof(*r));
 	ac_buf_init(&r->text, max_text);
+	ac_buf_init(&r->reasoning, SSE_LINE_MAX);
 	r->retry_after = -1;
 }
 
@@ -68,6 +75,7 @@ void
 ac_llm_result_free(struct ac_llm_result *r)
 {
 	ac_buf_free(&r->text);
+	ac_buf_free(&r->reasoning);
 }
 
 enum ac_err
@@ -120,7 +128,7 @@ build_request(struct ac_provider *p, const struct ac_model *m, const struct ac_l
 	static const char *const roles[] = { "system", "user", "assistant" };
 	struct ac_buf *b = &p->req;
 
-	ac_buf_reset(b, 1048576);
+	ac_buf_reset(b, BUF_KEEP);
 	ac_buf_adds(b, "{\"model\":");
 	ac_json_cstr(b, m->id);
 	ac_buf_adds(b, ",\"messages\":[");
@@ -215,6 +223,7 @@ ac_llm_parse_event(struct ac_llm_result *res, const char *data, size_t len, bool
 	enum ac_err err = AC_OK;
 
 	*piece_at = res->text.len;
+	ac_buf_reset(&res->reasoning, BUF_KEEP);
 	if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
 		*done = true;
 		return AC_OK;
@@ -225,12 +234,8 @@ ac_llm_parse_event(struct ac_llm_result *res, const char *data, size_t len, bool
 		goto out;
 	}
 	if (json_object_object_get_ex(o, "error", &v) && v != NULL) {
-		struct json_object *m = NULL;
-
-		if (json_object_is_type(v, json_type_object))
-			json_object_object_get_ex(v, "message", &m);
-		set_fail(res, AC_LLM_PROVIDER_ERROR, "the provider failed mid-reply: %.200s",
-		    m != NULL ? json_object_get_string(m) : "no message");
+		/* Its message is the provider's, not ours to pass on. */
+		set_fail(res, AC_LLM_PROVIDER_ERROR, "the provider failed mid-reply");
 		err = AC_EINVAL;
 		goto out;
 	}
@@ -243,8 +248,13 @@ ac_llm_parse_event(struct ac_llm_result *res, const char *data, size_t len, bool
 	if (choice == NULL)
 		goto out;
 	read_finish(res, choice);
-	if (json_object_object_get_ex(choice, "delta", &delta) &&
-	    json_object_object_get_ex(delta, "content", &v) && json_object_is_type(v, json_type_string)) {
+	if (!json_object_object_get_ex(choice, "delta", &delta))
+		goto out;
+	/* Groq's reasoning models send "reasoning"; others (DeepSeek, vLLM) "reasoning_content". */
+	if ((json_object_object_get_ex(delta, "reasoning", &v) ||
+	    json_object_object_get_ex(delta, "reasoning_content", &v)) && json_object_is_type(v, json_type_string))
+		ac_buf_add(&res->reasoning, json_object_get_string(v), (size_t)json_object_get_string_len(v));
+	if (json_object_object_get_ex(delta, "content", &v) && json_object_is_type(v, json_type_string)) {
 		ac_buf_add(&res->text, json_object_get_string(v), (size_t)json_object_get_string_len(v));
 		if (ac_buf_err(&res->text) != AC_OK) {
 			set_fail(res, AC_LLM_BAD_RESPONSE, "the reply was larger than %zu bytes", res->text.max);
@@ -264,13 +274,23 @@ on_event(void *arg, const char *data, size_t len)
 	struct ac_llm_result *res = p->res;
 	size_t at;
 	enum ac_err err = ac_llm_parse_event(res, data, len, &p->done, &at);
+	const struct ac_llm_hooks *h = p->hooks;
 
-	if (err != AC_OK || res->text.len == at)
+	if (err != AC_OK || h == NULL)
 		return err;
-	p->last_activity = time(NULL);
-	if (p->hooks != NULL && p->hooks->delta != NULL) {
+	/* Only what reaches the client holds off the heartbeat: a proxy times out on silence. */
+	if (res->reasoning.len > 0 && h->reasoning != NULL) {
 		p->delivered = true;
-		if (p->hooks->delta(p->hooks->arg, res->text.data + at, res->text.len - at) != AC_OK) {
+		p->last_sent = ac_mono_us();
+		if (h->reasoning(h->arg, res->reasoning.data, res->reasoning.len) != AC_OK) {
+			set_fail(res, AC_LLM_CANCELLED, "the client went away");
+			return AC_EIO;
+		}
+	}
+	if (res->text.len > at && h->delta != NULL) {
+		p->delivered = true;
+		p->last_sent = ac_mono_us();
+		if (h->delta(h->arg, res->text.data + at, res->text.len - at) != AC_OK) {
 			set_fail(res, AC_LLM_CANCELLED, "the client went away");
 			return AC_EIO;
 		}
@@ -293,7 +313,6 @@ on_write(char *data, size_t size, size_t n, void *arg)
 	struct ac_provider *p = arg;
 	size_t len = size * n;
 
-	p->last_activity = time(NULL);
 	if (p->stream && status_of(p) == 200) {
 		if (ac_sse_feed(&p->sse, data, len, on_event, p) != AC_OK) {
 			if (p->res->fail == AC_LLM_OK)
@@ -346,9 +365,9 @@ on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 	(void)ulnow;
 	if (p->hooks == NULL || p->hooks->idle == NULL)
 		return 0;
-	if (time(NULL) - p->last_activity < p->cfg->heartbeat_s)
+	if (ac_mono_us() - p->last_sent < (int64_t)p->cfg->heartbeat_s * 1000000)
 		return 0;
-	p->last_activity = time(NULL);
+	p->last_sent = ac_mono_us();
 	if (p->hooks->idle(p->hooks->arg) != AC_OK) {
 		set_fail(p->res, AC_LLM_CANCELLED, "the client went away");
 		return 1;
@@ -356,23 +375,28 @@ on_progress(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
 	return 0;
 }
 
-/* The provider's own words from an error body ({"error": {"message": ...}}), if any. */
+/*
+ * The error code of an error body ({"error": {"code": "model_not_found", ...}}), if it is a short
+ * identifier; "" otherwise.  Its message is never read: it is the provider's text, which may echo
+ * the key (whole, or masked to a fragment) and is not ours to pass on or log.
+ */
 static void
-error_message(struct ac_provider *p, char *out, size_t out_size, char *code, size_t code_size)
+error_code(struct ac_provider *p, char *code, size_t code_size)
 {
 	struct json_object *o = NULL, *e, *v;
 	struct ac_json_error jerr;
 
-	out[0] = '\0';
 	code[0] = '\0';
 	if (p->body.len == 0 || p->body.len > ERROR_BODY_MAX ||
 	    ac_json_parse(p->body.data, p->body.len, &o, &jerr) != AC_OK)
 		return;
-	if (json_object_object_get_ex(o, "error", &e) && json_object_is_type(e, json_type_object)) {
-		if (json_object_object_get_ex(e, "message", &v) && json_object_is_type(v, json_type_string))
-			snprintf(out, out_size, "%s", json_object_get_string(v));
-		if (json_object_object_get_ex(e, "code", &v) && json_object_is_type(v, json_type_string))
-			snprintf(code, code_size, "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "error", &e) && json_object_is_type(e, json_type_object) &&
+	    json_object_object_get_ex(e, "code", &v) && json_object_is_type(v, json_type_string)) {
+		const char *c = json_object_get_string(v);
+		size_t n = strlen(c);
+
+		if (n < code_size && strspn(c, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n)
+			memcpy(code, c, n + 1);
 	}
 	json_object_put(o);
 }
@@ -412,7 +436,7 @@ classify(struct ac_provider *p, CURLcode rc)
 {
 	struct ac_llm_result *res = p->res;
 	long status = status_of(p);
-	char msg[256], code[64];
+	char code[64];
 
 	res->http_status = (int)status;
 	if (res->fail != AC_LLM_OK)
@@ -425,7 +449,7 @@ classify(struct ac_provider *p, CURLcode rc)
 		curl_easy_getinfo(p->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
 		switch (rc) {
 		case CURLE_OPERATION_TIMEDOUT:
-			if (pretransfer <= 0) {
+			if (pretransfer <= 0 && ac_mono_us() < p->deadline) {
 				set_fail(res, AC_LLM_UNREACHABLE, "could not connect to the provider within %d ms",
 				    p->cfg->connect_timeout_ms);
 				return !p->delivered;
@@ -453,15 +477,15 @@ classify(struct ac_provider *p, CURLcode rc)
 			set_fail(res, AC_LLM_UNREACHABLE, "the provider's stream ended before the reply did");
 		return res->fail == AC_LLM_UNREACHABLE && !p->delivered;
 	}
-	error_message(p, msg, sizeof(msg), code, sizeof(code));
+	error_code(p, code, sizeof(code));
+	ac_log(AC_LOG_WARN, "provider answered %ld%s%s (attempt %d)", status, code[0] != '\0' ? " code=" : "",
+	    code, res->attempts);
 	if (status == 401 || status == 403) {
-		set_fail(res, AC_LLM_KEY_REFUSED, "the provider refused the API key (%ld%s%s)", status,
-		    msg[0] != '\0' ? ": " : "", msg);
+		set_fail(res, AC_LLM_KEY_REFUSED, "the provider refused the API key (%ld)", status);
 		return false;
 	}
 	if (status == 404 || strcmp(code, "model_not_found") == 0 || strcmp(code, "model_decommissioned") == 0) {
-		set_fail(res, AC_LLM_MODEL_UNAVAILABLE, "the model is unavailable (%ld%s%s)", status,
-		    msg[0] != '\0' ? ": " : "", msg);
+		set_fail(res, AC_LLM_MODEL_UNAVAILABLE, "the model is unavailable (%ld)", status);
 		return false;
 	}
 	if (status == 429) {
@@ -473,16 +497,20 @@ classify(struct ac_provider *p, CURLcode rc)
 		return res->retry_after <= AC_RETRY_AFTER_MAX;
 	}
 	if (status >= 500 || status == 408 || status == 409 || status == 498) {
-		set_fail(res, AC_LLM_PROVIDER_ERROR, "the provider failed (%ld%s%s)", status,
-		    msg[0] != '\0' ? ": " : "", msg);
+		set_fail(res, AC_LLM_PROVIDER_ERROR, "the provider failed (%ld)", status);
 		return res->retry_after <= AC_RETRY_AFTER_MAX;
 	}
-	set_fail(res, AC_LLM_REJECTED, "the provider refused the request (%ld%s%s)", status,
-	    msg[0] != '\0' ? ": " : "", msg);
+	if (status == 413)
+		set_fail(res, AC_LLM_REJECTED, "the provider refused the request as too large (413)");
+	else
+		set_fail(res, AC_LLM_REJECTED, "the provider refused the request (%ld)", status);
 	return false;
 }
 
-/* Waits before another try, in steps, keeping heartbeats going; false if the client went away. */
+/*
+ * Waits before another try, in steps, keeping heartbeats going; false if the client went away, or
+ * if the wait would end past the call's deadline (the last failure then stands).
+ */
 static bool
 backoff(struct ac_provider *p, int attempt)
 {
@@ -500,6 +528,8 @@ backoff(struct ac_provider *p, int attempt)
 			r = (unsigned short)time(NULL);
 		ms = ms / 2 + (long)(r % (unsigned)(ms / 2 + 1));	/* jitter: 50..100% */
 	}
+	if (ac_mono_us() + ms * 1000LL >= p->deadline)
+		return false;
 	for (long waited = 0; waited < ms; waited += 100) {
 		nanosleep(&step, NULL);
 		if (on_progress(p, 0, 0, 0, 0) != 0)
@@ -519,6 +549,8 @@ ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const stru
 	p->hooks = hooks;
 	p->stream = stream;
 	p->delivered = false;
+	p->deadline = ac_mono_us() + (int64_t)p->cfg->provider_timeout_s * 1000000;
+	p->last_sent = ac_mono_us();
 	if (p->cfg->api_key[0] == '\0') {
 		set_fail(res, AC_LLM_NO_KEY, "GROQ_API_KEY is not set");
 		return;
@@ -531,7 +563,13 @@ ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const stru
 	snprintf(url, sizeof(url), "%s/chat/completions", p->cfg->base_url);
 	for (int attempt = 0;; attempt++) {
 		CURL *c = p->curl;
+		int64_t left_ms = (p->deadline - ac_mono_us()) / 1000;
 
+		if (left_ms <= 0) {
+			set_fail(res, AC_LLM_TIMEOUT, "the provider did not answer within %d s",
+			    p->cfg->provider_timeout_s);
+			break;
+		}
 		res->attempts = attempt + 1;
 		res->fail = AC_LLM_OK;
 		res->detail[0] = '\0';
@@ -539,10 +577,9 @@ ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const stru
 		res->text.len = 0;
 		res->text.err = AC_OK;
 		res->finish_reason[0] = '\0';
-		ac_buf_reset(&p->body, 1048576);
+		ac_buf_reset(&p->body, BUF_KEEP);
 		ac_sse_reset(&p->sse);
 		p->done = false;
-		p->last_activity = time(NULL);
 
 		curl_easy_reset(c);
 		curl_easy_setopt(c, CURLOPT_URL, url);
@@ -558,7 +595,7 @@ ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const stru
 		curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)p->cfg->connect_timeout_ms);
-		curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)p->cfg->provider_timeout_s);
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left_ms);	/* what is left of the call's time */
 		curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -567,6 +604,8 @@ ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const stru
 		rc = curl_easy_perform(c);
 		if (!classify(p, rc) || attempt >= p->cfg->provider_retries)
 			break;
+		/* Free the answer before the wait: a thread should not hold a large one idle. */
+		ac_buf_reset(&p->body, BUF_KEEP);
 		if (!backoff(p, attempt))
 			break;
 	}

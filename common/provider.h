@@ -5,7 +5,9 @@
  *
  * Retries 429, 408, 5xx and connection failures up to PROVIDER_RETRIES times with exponential
  * backoff and jitter, honouring retry-after up to 60 s; never other 4xx, and never once a streamed
- * reply has started reaching the client.
+ * reply has started reaching the client.  PROVIDER_TIMEOUT_S bounds the whole call, every attempt
+ * and wait included.  Failures are told in our own words: the provider's error text is never passed
+ * on (it may echo the key, whole or masked).
  */
 #ifndef AC_PROVIDER_H
 #define AC_PROVIDER_H
@@ -37,7 +39,7 @@ enum ac_llm_fail {
 	AC_LLM_OK = 0,
 	AC_LLM_NO_KEY,			/* GROQ_API_KEY is not set */
 	AC_LLM_RATE_LIMITED,		/* 429 */
-	AC_LLM_TIMEOUT,			/* no complete answer within PROVIDER_TIMEOUT_S */
+	AC_LLM_TIMEOUT,			/* no complete answer within PROVIDER_TIMEOUT_S, retries included */
 	AC_LLM_UNREACHABLE,		/* DNS, connect, TLS, or the connection dropped */
 	AC_LLM_KEY_REFUSED,		/* 401, 403 */
 	AC_LLM_MODEL_UNAVAILABLE,	/* 404, model_not_found, model_decommissioned */
@@ -49,6 +51,7 @@ enum ac_llm_fail {
 
 struct ac_llm_result {
 	struct ac_buf text;		/* the reply, as far as it came */
+	struct ac_buf reasoning;	/* the last stream event's piece of reasoning (not kept) */
 	char model[128];		/* the model id the provider reports */
 	int64_t prompt_tokens;
 	int64_t completion_tokens;
@@ -65,7 +68,10 @@ struct ac_llm_result {
 struct ac_llm_hooks {
 	/* A piece of the reply; an error stops the transfer (AC_LLM_CANCELLED). */
 	enum ac_err (*delta)(void *arg, const char *text, size_t len);
-	/* Called every SSE_HEARTBEAT_S seconds without a delta; an error stops the transfer. */
+	/* A piece of the model's reasoning (delta.reasoning); NULL: not passed on. */
+	enum ac_err (*reasoning)(void *arg, const char *text, size_t len);
+	/* Called every SSE_HEARTBEAT_S seconds in which no other hook was called (nothing was sent to
+	 * the client: reasoning that is not passed on does not count); an error stops the transfer. */
 	enum ac_err (*idle)(void *arg);
 	void *arg;
 };
@@ -93,9 +99,10 @@ void ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const
 enum ac_llm_fail ac_provider_ping(struct ac_provider *p, char *detail, size_t detail_size);
 
 /*
- * Parses one event of a streamed completion into res: the text it adds (from *piece_at on), the
- * model, usage and finish reason; *done for [DONE]; a failure (error event, not JSON, too large) is
- * set in res and returned.  The stream parser's core, apart so it can be fuzzed.
+ * Parses one event of a streamed completion into res: the text it adds (from *piece_at on), its
+ * reasoning (res->reasoning, replaced each event), the model, usage and finish reason; *done for
+ * [DONE]; a failure (error event, not JSON, too large) is set in res and returned.  The stream
+ * parser's core, apart so it can be fuzzed.
  */
 enum ac_err ac_llm_parse_event(struct ac_llm_result *res, const char *data, size_t len, bool *done,
     size_t *piece_at);
@@ -103,7 +110,8 @@ enum ac_err ac_llm_parse_event(struct ac_llm_result *res, const char *data, size
 /* Parses a complete (not streamed) chat completion into res; data[len] must be readable (a NUL). */
 void ac_llm_parse_completion(struct ac_llm_result *res, const char *data, size_t len);
 
-/* Removes every copy of secret from s (in place), so a provider's message can never echo the key. */
+/* Replaces every copy of secret in s by "[redacted]" (in place, shortening only: a secret shorter
+ * than that leaves as much of "[redacted]" as it had characters). */
 void ac_scrub(char *s, const char *secret);
 
 #endif

@@ -14,6 +14,7 @@ enum {
 	S_CHAT_RENAME,
 	S_CHAT_DELETE,
 	S_CHAT_OWNED,
+	S_CHAT_LOCK,
 	S_MSG_AFTER,
 	S_MSG_BEFORE,
 	S_MSG_GET,
@@ -47,6 +48,10 @@ static const struct ac_sql sql[S_COUNT] = {
 	    "WHERE id = $1 AND user_id = $2 RETURNING " AC_CHAT_COLUMNS },
 	[S_CHAT_DELETE] = { "DELETE FROM chats WHERE id = $1 AND user_id = $2", NULL },
 	[S_CHAT_OWNED] = { "SELECT 1 FROM chats WHERE id = $1 AND user_id = $2", NULL },
+	/* Writers of one chat take turns: SQLite's write lock already orders them; PostgreSQL locks the
+	 * chat's row till the end of the transaction. */
+	[S_CHAT_LOCK] = { "SELECT 1 FROM chats WHERE id = $1 AND user_id = $2",
+	    "SELECT 1 FROM chats WHERE id = $1 AND user_id = $2 FOR UPDATE" },
 	/*
 	 * A page of the active path in one statement (one snapshot): the rows, only when the chat is the
 	 * user's, each with whether a message lies past the page (both subqueries are run once, not
@@ -393,18 +398,30 @@ out:
 	return ac_repo_end(r, err);
 }
 
-enum ac_err
-ac_repo_chat_owned(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
+static enum ac_err
+owned(struct ac_repo *r, int i, struct ac_str chat_id, struct ac_str user_id)
 {
 	struct ac_stmt *s;
 	enum ac_err err;
 	int64_t one;
 
-	if ((err = stmt(r, S_CHAT_OWNED, &s)) != AC_OK)
+	if ((err = stmt(r, i, &s)) != AC_OK)
 		return err;
 	ac_db_bind_str(s, 1, chat_id);
 	ac_db_bind_str(s, 2, user_id);
 	return ac_repo_one_int(s, &one);
+}
+
+enum ac_err
+ac_repo_chat_owned(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
+{
+	return owned(r, S_CHAT_OWNED, chat_id, user_id);
+}
+
+enum ac_err
+ac_repo_chat_lock(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
+{
+	return owned(r, S_CHAT_LOCK, chat_id, user_id);
 }
 
 enum ac_err

@@ -47,6 +47,9 @@ enum ac_err ac_repo_each_message(struct ac_stmt *s, ac_message_fn fn, void *arg)
 
 /* AC_OK when the chat is the user's, AC_ENOTFOUND otherwise. */
 enum ac_err ac_repo_chat_owned(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id);
+/* The same inside a write transaction, for its writers of the chat to take turns (PostgreSQL locks
+ * the chat's row till the transaction ends). */
+enum ac_err ac_repo_chat_lock(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id);
 
 /* A message row's columns, of the table (or alias) t, in the order ac_repo_each_message reads. */
 #define AC_MSG_COLUMNS_OF(t) t ".id, " t ".chat_id, " t ".role, " t ".content, " t ".created_at, " t ".state, " \

@@ -8,7 +8,6 @@
 #include "util.h"
 
 enum {
-	S_LOCK_CHAT,
 	S_LEAF,
 	S_INSERT,
 	S_TOUCH,
@@ -26,12 +25,7 @@ enum {
 	S_COUNT
 };
 
-#define LOCK_CHAT "SELECT 1 FROM chats WHERE id = $1 AND user_id = $2"
-
 static const struct ac_sql sql[S_COUNT] = {
-	/* Sends in one chat take turns: SQLite's write lock already orders them; PostgreSQL locks the
-	 * chat's row. */
-	[S_LOCK_CHAT] = { LOCK_CHAT, LOCK_CHAT " FOR UPDATE" },
 	[S_LEAF] = { "SELECT id FROM messages WHERE chat_id = $1 AND active = 1 ORDER BY id DESC LIMIT 1", NULL },
 	[S_INSERT] = { "INSERT INTO messages (chat_id, parent_id, role, content, created_at, state, active, "
 	    "locked_until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id", NULL },
@@ -92,21 +86,6 @@ bind_id(struct ac_stmt *s, int n, int64_t id)
 		ac_db_bind_int(s, n, id);
 	else
 		ac_db_bind_null(s, n);
-}
-
-/* The chat is the user's (AC_ENOTFOUND otherwise); on PostgreSQL its row is locked till the end. */
-static enum ac_err
-lock_chat(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
-{
-	struct ac_stmt *s;
-	enum ac_err err;
-	int64_t one;
-
-	if ((err = stmt(r, S_LOCK_CHAT, &s)) != AC_OK)
-		return err;
-	ac_db_bind_str(s, 1, chat_id);
-	ac_db_bind_str(s, 2, user_id);
-	return ac_repo_one_int(s, &one);
 }
 
 enum ac_err
@@ -318,7 +297,7 @@ send_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id, stru
 	memset(out, 0, sizeof(*out));
 	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
 		return err;
-	if ((err = lock_chat(r, chat_id, user_id)) != AC_OK)
+	if ((err = ac_repo_chat_lock(r, chat_id, user_id)) != AC_OK)
 		goto out;
 	if (idem_key.ptr != NULL) {
 		err = idem_lookup(r, chat_id, user_id, content, idem_key, now, lock_until, out, &found);
@@ -381,7 +360,7 @@ ac_repo_regenerate_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str
 	memset(out, 0, sizeof(*out));
 	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
 		return err;
-	if ((err = lock_chat(r, chat_id, user_id)) != AC_OK)
+	if ((err = ac_repo_chat_lock(r, chat_id, user_id)) != AC_OK)
 		goto out;
 	if ((err = stmt(r, S_LAST_USER, &s)) != AC_OK)
 		goto out;
@@ -411,7 +390,7 @@ ac_repo_edit_begin(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_
 	memset(out, 0, sizeof(*out));
 	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
 		return err;
-	if ((err = lock_chat(r, chat_id, user_id)) != AC_OK)
+	if ((err = ac_repo_chat_lock(r, chat_id, user_id)) != AC_OK)
 		goto out;
 	err = ac_repo_info(r, chat_id, message_id, &m);
 	if (err == AC_ENOTFOUND || (err == AC_OK && m.state >= AC_STATE_GENERATING)) {

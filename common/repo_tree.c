@@ -9,7 +9,6 @@
 #include "util.h"
 
 enum {
-	S_LOCK_CHAT,
 	S_CLEAR,
 	S_UP,
 	S_SET,
@@ -19,7 +18,6 @@ enum {
 	S_COUNT
 };
 
-#define LOCK_CHAT "SELECT 1 FROM chats WHERE id = $1 AND user_id = $2"
 #define UP(start) "WITH RECURSIVE up (id) AS (SELECT " start " UNION ALL SELECT m.parent_id FROM messages m " \
 	"JOIN up ON m.id = up.id WHERE m.parent_id IS NOT NULL) "
 #define RECOUNT(greatest) "UPDATE chats SET message_count = (SELECT count(*) FROM messages " \
@@ -30,7 +28,6 @@ enum {
 	"WHERE c.chat_id = $1 AND c.parent_id = d.id)"
 
 static const struct ac_sql sql[S_COUNT] = {
-	[S_LOCK_CHAT] = { LOCK_CHAT, LOCK_CHAT " FOR UPDATE" },
 	[S_CLEAR] = { "UPDATE messages SET active = 0 WHERE chat_id = $1 AND active = 1", NULL },
 	[S_UP] = { UP("$2") "UPDATE messages SET active = 1 WHERE chat_id = $1 AND id IN (SELECT id FROM up)",
 	    UP("CAST($2 AS BIGINT)") "UPDATE messages SET active = 1 WHERE chat_id = $1 AND id IN (SELECT id FROM up)" },
@@ -116,17 +113,13 @@ ac_repo_set_active(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_
 {
 	struct ac_stmt *s;
 	struct ac_info m;
-	int64_t leaf = 0, one;
+	int64_t leaf = 0;
 	enum ac_err err;
 
 	*found = false;
 	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
 		return err;
-	if ((err = stmt(r, S_LOCK_CHAT, &s)) != AC_OK)
-		goto out;
-	ac_db_bind_str(s, 1, chat_id);
-	ac_db_bind_str(s, 2, user_id);
-	if ((err = ac_repo_one_int(s, &one)) != AC_OK)
+	if ((err = ac_repo_chat_lock(r, chat_id, user_id)) != AC_OK)
 		goto out;
 	err = ac_repo_info(r, chat_id, message_id, &m);
 	if (err == AC_ENOTFOUND || (err == AC_OK && m.state >= AC_STATE_GENERATING)) {

@@ -53,7 +53,11 @@ worker_pid=""
 nginx_pid=""
 stop() {
     trap - INT TERM EXIT
-    [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null || true
+    # The front end first: nginx finishes what it has begun (a request whose body it is still
+    # reading reaches the worker only once whole), then the worker finishes its own.
+    if [ -n "$nginx_pid" ] && kill -QUIT "$nginx_pid" 2>/dev/null; then
+        wait "$nginx_pid" 2>/dev/null || true
+    fi
     [ -n "$worker_pid" ] && kill -TERM "$worker_pid" 2>/dev/null || true
     wait 2>/dev/null || true
     rm -rf "$sock_dir"

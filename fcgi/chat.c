@@ -191,6 +191,21 @@ on_delta(void *arg, const char *text, size_t len)
 	return ac_resp_sse_event(s->c, "delta", s->event.data, s->event.len);
 }
 
+/* REASONING=stream: the model's thinking, as "reasoning" events (never stored). */
+static enum ac_err
+on_reasoning(void *arg, const char *text, size_t len)
+{
+	struct send *s = arg;
+
+	s->event.len = 0;
+	ac_buf_adds(&s->event, "{\"content\":");
+	ac_json_str(&s->event, text, len);
+	ac_buf_addc(&s->event, '}');
+	if (ac_buf_err(&s->event) != AC_OK)
+		return ac_buf_err(&s->event);
+	return ac_resp_sse_event(s->c, "reasoning", s->event.data, s->event.len);
+}
+
 static enum ac_err
 on_idle(void *arg)
 {
@@ -445,7 +460,8 @@ static void
 answer(struct send *s)
 {
 	struct ac_ctx *c = s->c;
-	struct ac_llm_hooks hooks = { on_delta, on_idle, s };
+	struct ac_llm_hooks hooks = { .delta = on_delta, .idle = on_idle, .arg = s,
+	    .reasoning = c->cfg->reasoning_stream ? on_reasoning : NULL };
 	struct ac_llm_msg *msgs;
 	size_t n = 0;
 	enum ac_err err;
@@ -583,9 +599,8 @@ send_init(struct send *s, struct ac_ctx *c)
 static int64_t
 lock_until(const struct ac_config *cfg)
 {
-	/* Every try and the waits between them. */
-	return ac_now_us() + ((int64_t)cfg->provider_timeout_s * (cfg->provider_retries + 1) +
-	    (int64_t)AC_RETRY_AFTER_MAX * cfg->provider_retries + 10) * 1000000;
+	/* PROVIDER_TIMEOUT_S bounds the whole call, every try and wait included; and a margin. */
+	return ac_now_us() + ((int64_t)cfg->provider_timeout_s + 10) * 1000000;
 }
 
 void

@@ -1,9 +1,10 @@
 /*
- * FCGI_SOCKET=host:port.  libfcgi's peer check (FCGI_WEB_SERVER_ADDRS, done at accept) knows IPv4
- * addresses only, so the socket is IPv4 only, and a TCP socket is refused without FCGI_ALLOWED_PEERS:
+ * FCGI_SOCKET=host:port, IPv4 only, and only FCGI_ALLOWED_PEERS are served (the accept loop asks
+ * ac_listen_peer_allowed of every connection); a TCP socket is refused without FCGI_ALLOWED_PEERS:
  * the FastCGI protocol has no authentication, and libfcgi's parser has had attacker-sized overflows
  * (CVE-2025-23016), so only the front ends may reach it.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -16,6 +17,12 @@
 #include "listen_tcp.h"
 
 #define TCP_BACKLOG 1024
+#define MAX_PEERS 128
+
+/* Set once by ac_listen_tcp_prepare, before any thread; only read afterwards. */
+static bool tcp;
+static struct in_addr peers[MAX_PEERS];
+static int npeers;
 
 bool
 ac_listen_is_tcp(const char *spec)
@@ -36,11 +43,39 @@ ac_listen_tcp_prepare(const struct ac_config *cfg)
 		    "addresses of the front ends that may connect (such as 10.0.0.2,10.0.0.3)\n", cfg->socket_path);
 		return -1;
 	}
-	if (setenv("FCGI_WEB_SERVER_ADDRS", cfg->allowed_peers, 1) != 0) {
-		fprintf(stderr, "ai-chat-fcgi: FCGI_ALLOWED_PEERS: %s\n", strerror(errno));
-		return -1;
+	for (const char *p = cfg->allowed_peers; *p != '\0';) {
+		char addr[INET_ADDRSTRLEN];
+		size_t n = strcspn(p, ",");
+
+		if (npeers == MAX_PEERS || n >= sizeof(addr)) {
+			fprintf(stderr, "ai-chat-fcgi: FCGI_ALLOWED_PEERS: more than %d addresses\n", MAX_PEERS);
+			return -1;
+		}
+		memcpy(addr, p, n);
+		addr[n] = '\0';
+		if (inet_pton(AF_INET, addr, &peers[npeers]) == 1)	/* config.c checked each */
+			npeers++;
+		p += n + (p[n] == ',');
 	}
+	tcp = true;
 	return 0;
+}
+
+bool
+ac_listen_peer_allowed(int fd)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+
+	if (!tcp)
+		return true;
+	if (getpeername(fd, (struct sockaddr *)&sa, &len) != 0 || sa.sin_family != AF_INET)
+		return false;
+	for (int i = 0; i < npeers; i++) {
+		if (peers[i].s_addr == sa.sin_addr.s_addr)
+			return true;
+	}
+	return false;
 }
 
 int

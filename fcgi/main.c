@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,7 @@
 #include "../common/log.h"
 #include "../common/provider.h"
 #include "../common/repo.h"
+#include "../common/util.h"
 #include "cli_db.h"
 #include "listen_tcp.h"
 #include "server.h"
@@ -32,6 +34,7 @@
 #define VERSION "1.0.0"
 #define LISTEN_BACKLOG 1024
 #define RESPAWN_MIN_SECONDS 1	/* a worker that dies sooner than this after its start is restarted late */
+#define MMAP_THRESHOLD (128 * 1024)	/* allocations this large are mapped, and given back when freed */
 #ifndef AC_SYSCONF_FILE
 #define AC_SYSCONF_FILE "/usr/local/etc/ai-chat-fcgi/ai-chat.env"	/* make install's; -D overrides */
 #endif
@@ -115,16 +118,21 @@ spawn(const struct ac_config *cfg, int listen_fd)
 	if (pid == 0)
 		_exit(ac_serve(cfg, listen_fd));
 	if (pid < 0)
-		fprintf(stderr, "%s: fork: %s\n", PROGRAM, strerror(errno));
+		ac_log(AC_LOG_ERROR, "fork: %s; trying again in %d s", strerror(errno), RESPAWN_MIN_SECONDS);
 	return pid;
 }
 
-/* Keeps cfg->processes workers running until SIGTERM/SIGINT, then stops them and waits. */
+/*
+ * Keeps cfg->processes workers running until SIGTERM/SIGINT, then stops them and waits.  SIGHUP and
+ * SIGUSR1 reopen LOG_FILE, here and in every worker.  A slot whose fork failed, or whose worker died,
+ * is filled again at most once a second (a worker that cannot start must not spin), timed on the
+ * monotonic clock.
+ */
 static int
 supervise(const struct ac_config *cfg, int listen_fd)
 {
 	pid_t *pids = calloc((size_t)cfg->processes, sizeof(*pids));
-	time_t *started = calloc((size_t)cfg->processes, sizeof(*started));
+	int64_t *started = calloc((size_t)cfg->processes, sizeof(*started));
 	sigset_t set;
 	int stopping = 0, alive = 0, status = 0;
 
@@ -138,9 +146,13 @@ supervise(const struct ac_config *cfg, int listen_fd)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
 	for (int i = 0; i < cfg->processes; i++) {
 		pids[i] = spawn(cfg, listen_fd);
-		started[i] = time(NULL);
+		if (pids[i] < 0)
+			pids[i] = 0;
+		started[i] = ac_mono_us();
 	}
 	for (;;) {
 		struct timespec tick = { 1, 0 };
@@ -153,6 +165,14 @@ supervise(const struct ac_config *cfg, int listen_fd)
 			for (int i = 0; i < cfg->processes; i++) {
 				if (pids[i] > 0)
 					kill(pids[i], SIGTERM);
+			}
+		}
+		if (sig == SIGHUP || sig == SIGUSR1) {
+			if (ac_log_reopen() != AC_OK)
+				ac_log(AC_LOG_ERROR, "cannot reopen LOG_FILE: %s", strerror(errno));
+			for (int i = 0; i < cfg->processes; i++) {
+				if (pids[i] > 0)
+					kill(pids[i], sig);
 			}
 		}
 		while ((pid = waitpid(-1, &ws, WNOHANG)) > 0) {
@@ -180,11 +200,12 @@ supervise(const struct ac_config *cfg, int listen_fd)
 				break;
 			continue;
 		}
-		/* Restart the dead, each at most once a second (a worker that cannot start must not spin). */
 		for (int i = 0; i < cfg->processes; i++) {
-			if (pids[i] == 0 && time(NULL) - started[i] >= RESPAWN_MIN_SECONDS) {
+			if (pids[i] == 0 && ac_mono_us() - started[i] >= RESPAWN_MIN_SECONDS * 1000000LL) {
 				pids[i] = spawn(cfg, listen_fd);
-				started[i] = time(NULL);
+				if (pids[i] < 0)
+					pids[i] = 0;	/* the slot stays empty, and is tried again */
+				started[i] = ac_mono_us();
 			}
 		}
 	}
@@ -252,6 +273,27 @@ main(int argc, char **argv)
 	int check_only = 0, listen_fd, status, db_command = 0;
 	sigset_t set;
 
+	/*
+	 * Signals in one place: blocked here, before any thread exists, so that every thread inherits
+	 * the mask and no handler ever interrupts a read or write (libfcgi's do not retry on EINTR).
+	 * The supervisor, or a worker's main thread, takes them with sigtimedwait.
+	 */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	/* Connections are per thread: SQLite's global memory statistics would only add a lock to every
+	 * allocation.  Only possible before SQLite is first used. */
+	if (sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) != SQLITE_OK)
+		fprintf(stderr, "%s: warning: SQLite's memory statistics could not be turned off\n", PROGRAM);
+	/* Fixed (not adaptive) mmap threshold: a thread's large buffers are mapped, and unmapped when it
+	 * gives them back, instead of staying in its malloc arena after a burst of large requests. */
+	(void)mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+
 	for (int i = 1; i < argc && db_command == 0; i++) {
 		if (i == 1 && strcmp(argv[i], "db") == 0) {
 			db_command = i;		/* ai-chat-fcgi db ...: fcgi/cli_db.c */
@@ -305,19 +347,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 
-	/* Termination is taken by sigwait (in the supervisor, or the worker's main thread), never by a
-	 * handler, so libfcgi's own SIGTERM handler does not come into it. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &set, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
 	raise_fd_limit();
-	/* Connections are per thread: SQLite's global memory statistics would only add a lock to
-	 * every allocation. */
-	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	if (ac_provider_global_init() != AC_OK) {
 		fprintf(stderr, "%s: libcurl failed to initialise\n", PROGRAM);
 		return 1;
@@ -328,6 +358,12 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: FCGX_Init failed\n", PROGRAM);
 		return 1;
 	}
+	/* FCGX_Init installed handlers of its own: for SIGUSR1 and SIGTERM one after which every accept
+	 * fails, for SIGPIPE one in place of our SIG_IGN.  Put back ours: the signals it cares about are
+	 * blocked and taken by sigtimedwait, and a write to a closed connection is just an EPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGUSR1, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	/* Neither a socket of our own nor a listening one on fd 0: a CGI request. */
 	if (cfg.socket_path[0] == '\0' && inherited_socket() < 0 && FCGX_IsCGI())
 		return ac_serve_cgi(&cfg);

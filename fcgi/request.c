@@ -119,6 +119,16 @@ read_body(struct ac_ctx *c)
 		size_t want = max + 1 - c->in.len;
 		char *room;
 
+		/* A CGI program reads CONTENT_LENGTH bytes, and none without it (RFC 3875 4.2): the
+		 * server may keep stdin open after them. */
+		if (c->cgi) {
+			if (r->content_length < 0 || c->in.len >= (size_t)r->content_length) {
+				n = 0;
+				break;
+			}
+			if (want > (size_t)r->content_length - c->in.len)
+				want = (size_t)r->content_length - c->in.len;
+		}
 		if (want > 65536)
 			want = 65536;
 		room = ac_buf_room(&c->in, want);

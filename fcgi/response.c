@@ -5,6 +5,8 @@
 #include "../common/json.h"
 #include "worker.h"
 
+#define RESP_KEEP (64 * 1024)	/* a thread's body buffer shrinks back to this after a larger answer */
+
 static const char *
 reason(int status)
 {
@@ -36,20 +38,27 @@ put(struct ac_ctx *c, const char *data, size_t len)
 		c->resp.failed = true;
 }
 
+/* What browser code on another origin may read of an answer besides the basic headers. */
+#define CORS_EXPOSE "Access-Control-Expose-Headers: X-Has-More, Retry-After, Idempotent-Replayed\r\n"
+
 static void
 add_cors(struct ac_ctx *c, struct ac_buf *h)
 {
 	const char *origin = c->req.origin;
 
-	if (origin == NULL)
-		return;
 	if (c->cfg->cors_any) {
-		ac_buf_adds(h, "Access-Control-Allow-Origin: *\r\n");
+		if (origin != NULL)
+			ac_buf_adds(h, "Access-Control-Allow-Origin: *\r\n" CORS_EXPOSE);
 		return;
 	}
+	/* The answer depends on the Origin whatever it was (missing, refused, allowed): a cache must
+	 * not hand one origin's answer to another. */
+	ac_buf_adds(h, "Vary: Origin\r\n");
+	if (origin == NULL)
+		return;
 	for (int i = 0; i < c->cfg->cors_count; i++) {
 		if (strcmp(origin, c->cfg->cors_origins[i]) == 0) {
-			ac_buf_printf(h, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n", origin);
+			ac_buf_printf(h, "Access-Control-Allow-Origin: %s\r\n" CORS_EXPOSE, origin);
 			return;
 		}
 	}
@@ -118,7 +127,7 @@ ac_resp_start(struct ac_ctx *c, int status)
 	r->status = status;
 	r->content_type = NULL;
 	ac_buf_reset(&r->headers, 8192);
-	ac_buf_reset(&r->body, 4 * AC_RESP_WINDOW);
+	ac_buf_reset(&r->body, RESP_KEEP);
 	ac_buf_set_sink(&r->body, stream_out, c);
 }
 

@@ -12,13 +12,17 @@ Faults are asked for by directives in the LAST user message, so concurrent tests
   #fault=hang       never answer (until the client gives up)
   #fault=midstream  (stream) send a few pieces, then drop the connection
   #fault=error_event (stream) send a piece, then an error event
+  #fault=echo_key   400 whose error message quotes the API key sent, whole and masked
   #fail_times=N     apply the fault only to the first N attempts of this message, then answer
   #ok_times=N       answer the first N attempts of this message, then apply the fault
   #delay=S          wait S seconds before answering
   #chunk_delay=S    (stream) wait S seconds between pieces
   #reply=TEXT       reply TEXT (JSON-decoded if it starts with a quote) instead of the echo
   #words=N          reply N words
-A wrong key (anything but Bearer test-key, or FAKE_PROVIDER_KEY) is 401; a model whose id contains
+  #reasoning=N      (stream) N pieces of reasoning (delta.reasoning, as gpt-oss sends) before the reply
+  #reasoning_delay=S (stream) wait S seconds after each piece of reasoning
+A wrong key (anything but Bearer test-key, or FAKE_PROVIDER_KEY) is 401 whose message quotes the key
+masked, as OpenAI's does ("Incorrect API key provided: wro***-key."); a model whose id contains
 "unknown" is 404 model_not_found.  GET /_requests returns every request body received (JSON list);
 DELETE /_requests clears it (and every plan).  POST /_plan {"match": TEXT, "steps": [...]} scripts the
 attempts whose last user message contains TEXT, one step each, in order: a step is {"fault": one of the
@@ -103,9 +107,11 @@ class Handler(BaseHTTPRequestHandler):
         if not self.path.endswith("/chat/completions"):
             self.send_json(404, {"error": {"message": "no such path", "type": "invalid_request_error"}})
             return
-        if self.headers.get("Authorization") != "Bearer " + KEY:
-            self.send_json(401, {"error": {"message": "Invalid API Key", "type": "invalid_request_error",
-                                           "code": "invalid_api_key"}})
+        sent_key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        if sent_key != KEY:
+            masked = sent_key[:3] + "***" + sent_key[-4:]
+            self.send_json(401, {"error": {"message": f"Incorrect API key provided: {masked}.",
+                                           "type": "invalid_request_error", "code": "invalid_api_key"}})
             return
         model = req.get("model", "")
         if "unknown" in model:
@@ -144,6 +150,11 @@ class Handler(BaseHTTPRequestHandler):
                                            "code": "rate_limit_exceeded"}},
                            {"retry-after": d.get("retry_after", "1")})
             return
+        if fault == "echo_key":
+            masked = sent_key[:3] + "***" + sent_key[-4:]
+            self.send_json(400, {"error": {"message": f"Bad request with key {sent_key} ({masked})",
+                                           "type": "invalid_request_error", "code": "invalid_request"}})
+            return
         if fault == "500":
             self.send_json(500, {"error": {"message": "Internal server error", "type": "internal_server_error"}})
             return
@@ -168,7 +179,8 @@ class Handler(BaseHTTPRequestHandler):
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(pieces),
                  "total_tokens": prompt_tokens + len(pieces)}
         if req.get("stream"):
-            self.stream(model, pieces, usage, fault, float(d.get("chunk_delay", 0)))
+            self.stream(model, pieces, usage, fault, float(d.get("chunk_delay", 0)),
+                        int(d.get("reasoning", 0)), float(d.get("reasoning_delay", 0)))
             return
         self.send_json(200, {
             "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()), "model": model,
@@ -190,7 +202,7 @@ class Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
-    def stream(self, model, pieces, usage, fault, chunk_delay):
+    def stream(self, model, pieces, usage, fault, chunk_delay, reasoning=0, reasoning_delay=0.0):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -207,6 +219,11 @@ class Handler(BaseHTTPRequestHandler):
         try:
             chunk(dict(base, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""},
                                        "finish_reason": None}]))
+            for i in range(reasoning):
+                chunk(dict(base, choices=[{"index": 0, "delta": {"reasoning": f"thought {i}. "},
+                                           "finish_reason": None}]))
+                if reasoning_delay:
+                    time.sleep(reasoning_delay)
             for i, p in enumerate(pieces):
                 if fault == "midstream" and i == 2:
                     self.close_now()

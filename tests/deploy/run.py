@@ -50,7 +50,7 @@ SETTINGS = (
     "DB_BUSY_TIMEOUT_MS", "FCGI_SOCKET", "FCGI_SOCKET_MODE", "FCGI_SOCKET_GROUP", "GROQ_API_KEY",
     "GROQ_BASE_URL", "MODELS_FILE", "SYSTEM_PROMPT", "PROVIDER_CONNECT_TIMEOUT_MS", "PROVIDER_TIMEOUT_S",
     "PROVIDER_RETRIES", "PROVIDER_MAX_RESPONSE_BYTES", "SSE_HEARTBEAT_S", "LOG_LEVEL", "LOG_FILE",
-    "LOG_CONTENT", "AI_CHAT_CONFIG", "PREFIX", "DESTDIR",
+    "LOG_CONTENT", "AI_CHAT_CONFIG", "PREFIX", "DESTDIR", "FCGI_READ_TIMEOUT_S", "REASONING",
 )
 
 TIMEOUT = 20
@@ -309,6 +309,17 @@ def settings_file(scope, db, provider_port, **extra):
     lines += [f"{k}={v}" for k, v in extra.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def private_copy(scope):
+    """The binary copied where another user (www-data) can run it whatever the checkout's permissions
+    (a clone in /root is 0700): scope/bin/ai-chat-fcgi."""
+    bindir = scope.dir / "bin"
+    bindir.mkdir(exist_ok=True)
+    shutil.copy(BIN, bindir / "ai-chat-fcgi")
+    os.chmod(bindir, 0o755)
+    os.chmod(bindir / "ai-chat-fcgi", 0o755)
+    return bindir / "ai-chat-fcgi"
 
 
 def docs_tree(scope):
@@ -739,9 +750,12 @@ def spawn_fcgi_pool(scope):
     pid_file = scope.dir / "run" / "spawn-fcgi.pid"
     settings = settings_file(scope, db, provider_port())
     os.chmod(settings, 0o644)
+    # The pool runs as www-data, which may not enter the checkout (a clone in /root, mode 0700):
+    # it runs a copy, as it would run the installed binary.
+    binary = private_copy(scope)
     # conf/spawn-fcgi.sh itself, pointed at the test's files: spawn-fcgi -F 3 forks the pool (each
     # process WORKER_PROCESSES=1) and exits.
-    env = clean_env(BIN=BIN, SOCKET=sock, PROCESSES=3, PID_FILE=pid_file, WORK_DIR=data,
+    env = clean_env(BIN=binary, SOCKET=sock, PROCESSES=3, PID_FILE=pid_file, WORK_DIR=data,
                     AI_CHAT_CONFIG=settings, WORKER_THREADS=16)
     sp = subprocess.run([CONF / "spawn-fcgi.sh"], env=env, capture_output=True, text=True, timeout=20)
     pids = [int(x) for x in pid_file.read_text().split()] if pid_file.exists() else []
@@ -999,10 +1013,7 @@ def apache_fcgid(scope):
     shutil.chown(db.parent, "www-data", "www-data")
     settings = settings_file(scope, db, provider_port())
     os.chmod(settings, 0o644)
-    bindir = scope.dir / "bin"
-    bindir.mkdir()
-    shutil.copy(BIN, bindir / "ai-chat-fcgi")
-    os.chmod(bindir, 0o755)
+    bindir = private_copy(scope).parent
     share, _ = docs_tree(scope)
     site = example("apache-fcgid.conf", {I_BIN: bindir / "ai-chat-fcgi", "/usr/local/bin": bindir,
                                          I_SETTINGS: settings, I_SHARE: share})
@@ -1020,10 +1031,7 @@ def apache_cgi(scope):
     shutil.chown(db.parent, "www-data", "www-data")
     settings = settings_file(scope, db, provider_port())
     os.chmod(settings, 0o644)
-    bindir = scope.dir / "bin"
-    bindir.mkdir()
-    shutil.copy(BIN, bindir / "ai-chat-fcgi")
-    os.chmod(bindir, 0o755)
+    bindir = private_copy(scope).parent
     share, _ = docs_tree(scope)
     site = example("apache-cgi.conf", {I_BIN: bindir / "ai-chat-fcgi", "/usr/local/bin": bindir,
                                        I_SETTINGS: settings, I_SHARE: share})

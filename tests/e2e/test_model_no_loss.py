@@ -204,22 +204,28 @@ def key_is_released_when_storing_the_reply_fails():
 
 
 @test
-def key_is_released_when_the_history_cannot_be_read():
-    # Item 5: a failure of ours before the provider (here: the context cannot be read, the database
-    # locked out) left the key locked.
+def key_of_a_send_whose_worker_died_is_answered_after_its_lock():
+    # Item 5's other end: a send whose worker died (here: its reply row left generating, its lock
+    # run out) is answered by the repeat in that row, not refused as still running.
     with FakeProvider() as p:
         env = model_env(p, DB_BUSY_TIMEOUT_MS="200", WORKER_PROCESSES="1", WORKER_THREADS="4")
         with Stack(env=env) as s:
             user, chat_id = new_chat(s)
             t = tag()
             message = f"never answered {t}"
-            status, _, data = keyed(s, chat_id, user, f"{message} warmup", "w-" + t)
+            status, _, first = keyed(s, chat_id, user, message, "k-" + t)
             assert status == 200
-            # a send whose reply row is left generating by a worker that died: the lock runs out
-            s.sql("UPDATE messages SET locked_until = 1 WHERE state = 2")
+            # the same send as a worker that died mid-send would have left it
+            s.sql("UPDATE messages SET state = 2, content = '', locked_until = ? WHERE id = ?",
+                  (int(time.time() * 1e6) + 60_000_000, first["message_id"]))
+            expect_busy = keyed(s, chat_id, user, message, "k-" + t)
+            assert expect_busy[0] == 409, expect_busy
+            s.sql("UPDATE messages SET locked_until = 1 WHERE id = ?", (first["message_id"],))
             status, _, again = keyed(s, chat_id, user, message, "k-" + t)
             assert status == 200, f"{status} {again!r}"
             check_reply(again, chat_id, "Echo: " + message)
+            assert again["message_id"] == first["message_id"], "not answered in the send's own place"
+            assert [r["role"] for r in rows(s, chat_id)] == ["user", "assistant"]
 
 
 @test
