@@ -1,3 +1,4 @@
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -188,6 +189,12 @@ parse_database_url(struct ac_config *cfg, const char *url, char *msg, size_t msg
 	return AC_OK;
 }
 
+enum ac_err
+ac_config_database_url(struct ac_config *cfg, const char *url, char *msg, size_t msg_size)
+{
+	return parse_database_url(cfg, url, msg, msg_size);
+}
+
 void
 ac_config_db(const struct ac_config *cfg, struct ac_db_conf *out)
 {
@@ -197,6 +204,46 @@ ac_config_db(const struct ac_config *cfg, struct ac_db_conf *out)
 	out->busy_timeout_ms = cfg->busy_timeout_ms;
 	out->statement_timeout_ms = cfg->statement_timeout_ms;
 	out->prepared = cfg->db_prepared != 0;
+	out->pool_size = cfg->db_pool_size;
+}
+
+/*
+ * FCGI_ALLOWED_PEERS: the IPv4 addresses that may connect to a TCP FCGI_SOCKET, comma-separated
+ * (libfcgi closes other peers' connections at accept: FCGI_WEB_SERVER_ADDRS).
+ */
+static enum ac_err
+parse_peers(struct ac_config *cfg, const char *v, char *msg, size_t msg_size)
+{
+	size_t used = 0;
+
+	while (*v != '\0') {
+		char addr[INET_ADDRSTRLEN + 8];
+		struct in_addr in;
+		size_t n;
+
+		v += strspn(v, " ,");
+		n = strcspn(v, " ,");
+		if (n == 0)
+			break;
+		if (n >= sizeof(addr) - 1) {
+			snprintf(msg, msg_size, "FCGI_ALLOWED_PEERS: '%.*s' is not an IPv4 address", (int)n, v);
+			return AC_EINVAL;
+		}
+		memcpy(addr, v, n);
+		addr[n] = '\0';
+		if (inet_pton(AF_INET, addr, &in) != 1) {
+			snprintf(msg, msg_size, "FCGI_ALLOWED_PEERS: '%s' is not an IPv4 address (such as 10.0.0.2)", addr);
+			return AC_EINVAL;
+		}
+		if (used + n + 2 > sizeof(cfg->allowed_peers)) {
+			snprintf(msg, msg_size, "FCGI_ALLOWED_PEERS: longer than %zu bytes", sizeof(cfg->allowed_peers) - 1);
+			return AC_EINVAL;
+		}
+		used += (size_t)snprintf(cfg->allowed_peers + used, sizeof(cfg->allowed_peers) - used, "%s%s",
+		    used > 0 ? "," : "", addr);
+		v += n;
+	}
+	return AC_OK;
 }
 
 static enum ac_err
@@ -373,6 +420,9 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	if ((err = get_int("DB_PREPARED", dotenv, 1, 0, 1, &n, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->db_prepared = (int)n;
+	if ((err = get_int("DB_POOL_SIZE", dotenv, 10, 1, 1000, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->db_pool_size = (int)n;
 
 	if ((err = setting("CORS_ORIGINS", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
 		return err;
@@ -404,6 +454,10 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 		}
 		cfg->socket_mode = (unsigned)mode;
 	}
+	if ((err = setting("FCGI_ALLOWED_PEERS", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
+	if ((err = parse_peers(cfg, v != NULL ? v : "", msg, msg_size)) != AC_OK)
+		return err;
 	if ((err = setting("FCGI_SOCKET_GROUP", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
 		return err;
 	if (v != NULL && *v != '\0') {

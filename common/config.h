@@ -22,6 +22,7 @@ struct ac_config {
 	char db_display[AC_PATH_MAX];	/* DATABASE_URL for logs: any password replaced by *** */
 	int statement_timeout_ms;	/* DB_STATEMENT_TIMEOUT_MS (PostgreSQL) */
 	int db_prepared;		/* DB_PREPARED (PostgreSQL): named prepared statements */
+	int db_pool_size;		/* DB_POOL_SIZE (PostgreSQL): connections per process */
 	int port;			/* PORT: the HTTP port of the front server under make run */
 	int processes;			/* WORKER_PROCESSES */
 	int threads;			/* WORKER_THREADS */
@@ -30,9 +31,10 @@ struct ac_config {
 	int cors_any;			/* CORS_ORIGINS is "*" */
 	int cors_count;
 	char cors_origins[AC_CONFIG_MAX_ORIGINS][256];
-	char socket_path[108];		/* FCGI_SOCKET, empty: the listening socket on fd 0 */
+	char socket_path[108];		/* FCGI_SOCKET (a unix socket's path, or host:port), empty: fd 0 */
 	unsigned socket_mode;		/* FCGI_SOCKET_MODE */
 	char socket_group[64];		/* FCGI_SOCKET_GROUP */
+	char allowed_peers[1024];	/* FCGI_ALLOWED_PEERS: IPv4 addresses, comma-separated ("": none) */
 	int read_timeout_s;		/* FCGI_READ_TIMEOUT_S: a request's records and body, from its accept */
 
 	/* The model provider (an OpenAI-compatible API). */
@@ -59,6 +61,9 @@ struct ac_config {
 #define AC_DEFAULT_SYSTEM_PROMPT \
 	"You are a helpful, friendly AI assistant. Answer clearly and concisely."
 #define AC_DEFAULT_BASE_URL "https://api.groq.com/openai/v1"
+
+/* Sets cfg's database (db_kind, db_path, db_display) from a URL as DATABASE_URL takes it. */
+enum ac_err ac_config_database_url(struct ac_config *cfg, const char *url, char *msg, size_t msg_size);
 
 /* The engine settings for ac_repo_open/ac_repo_migrate (pointing into cfg). */
 void ac_config_db(const struct ac_config *cfg, struct ac_db_conf *out);

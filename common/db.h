@@ -45,6 +45,7 @@ struct ac_db_conf {
 	int busy_timeout_ms;		/* DB_BUSY_TIMEOUT_MS: longest wait for a lock */
 	int statement_timeout_ms;	/* DB_STATEMENT_TIMEOUT_MS (PostgreSQL; 0: none) */
 	bool prepared;			/* DB_PREPARED: named prepared statements (PostgreSQL) */
+	int pool_size;			/* DB_POOL_SIZE: a process's connections (PostgreSQL; 0: 10) */
 	bool create;			/* SQLite: make the file when it is missing (migrations do) */
 };
 

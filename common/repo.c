@@ -27,8 +27,12 @@ enum {
  * chat's first messages. */
 #define SIBLINGS_LITE_OF(t) "(SELECT group_concat(s.id) FROM messages s WHERE s.chat_id = " t ".chat_id " \
 	"AND s.parent_id IS " t ".parent_id AND s.state < 2)"
-#define SIBLINGS_PG_OF(t) "(SELECT string_agg(s.id::text, ',') FROM messages s WHERE s.chat_id = " t ".chat_id " \
-	"AND (s.parent_id = " t ".parent_id OR (s.parent_id IS NULL AND " t ".parent_id IS NULL)) AND s.state < 2)"
+/* PostgreSQL: an equality the index (chat_id, parent_id, id) serves, roots apart (an OR or IS NOT
+ * DISTINCT FROM would scan the chat's messages for every row: 4.4 ms a page, against 1.5 ms). */
+#define SIBLINGS_PG_OF(t) "(CASE WHEN " t ".parent_id IS NULL THEN (SELECT string_agg(s.id::text, ',' " \
+	"ORDER BY s.id) FROM messages s WHERE s.chat_id = " t ".chat_id AND s.parent_id IS NULL AND s.state < 2) " \
+	"ELSE (SELECT string_agg(s.id::text, ',' ORDER BY s.id) FROM messages s WHERE s.chat_id = " t ".chat_id " \
+	"AND s.parent_id = " t ".parent_id AND s.state < 2) END)"
 #define SIBLINGS_LITE SIBLINGS_LITE_OF("m")
 #define SIBLINGS_PG SIBLINGS_PG_OF("m")
 

@@ -22,6 +22,7 @@ enum {
 	S_IDEM_GET,
 	S_IDEM_INSERT,
 	S_IDEM_REPLY,
+	S_FINISH_LOCK,
 	S_COUNT
 };
 
@@ -62,6 +63,8 @@ static const struct ac_sql sql[S_COUNT] = {
 	    "LEFT JOIN messages r ON r.id = k.reply_message_id WHERE k.user_id = $1 AND k.key = $2", NULL },
 	[S_IDEM_INSERT] = { "INSERT INTO idempotency_keys (user_id, key, chat_id, user_message_id, "
 	    "reply_message_id, locked_until, created_at) VALUES ($1, $2, $3, $4, $5, 0, $6)", NULL },
+	/* Finishes in one chat take turns too (two regenerates' replies must not both be shown). */
+	[S_FINISH_LOCK] = { "SELECT 1 FROM chats WHERE id = $1", "SELECT 1 FROM chats WHERE id = $1 FOR UPDATE" },
 	[S_IDEM_REPLY] = { "UPDATE idempotency_keys SET reply_message_id = $3 WHERE user_id = $1 AND key = $2",
 	    NULL },
 };
@@ -510,14 +513,20 @@ enum ac_err
 ac_repo_send_finish(struct ac_repo *r, struct ac_str chat_id, const struct ac_send *send,
     const struct ac_reply *reply, int64_t *id, int64_t *created_at)
 {
-	int64_t now = ac_now_us(), changed = 0;
+	int64_t now = ac_now_us(), changed = 0, one;
 	struct ac_info row;
+	struct ac_stmt *s;
 	enum ac_err err;
 
 	*id = send->reply_id;
 	*created_at = now;
 	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
 		return err;
+	if ((err = stmt(r, S_FINISH_LOCK, &s)) != AC_OK)
+		goto out;
+	ac_db_bind_str(s, 1, chat_id);
+	if ((err = ac_repo_one_int(s, &one)) != AC_OK)
+		goto out;	/* AC_ENOTFOUND: the chat was deleted meanwhile */
 	if ((err = ac_repo_info(r, chat_id, send->reply_id, &row)) != AC_OK)
 		goto out;	/* AC_ENOTFOUND: the chat was deleted meanwhile */
 	if ((err = finish_row(r, chat_id, send->reply_id, reply, now, &changed)) != AC_OK)

@@ -25,6 +25,8 @@
 #include "../common/provider.h"
 #include "../common/repo.h"
 #include "../common/util.h"
+#include "cli_db.h"
+#include "listen_tcp.h"
 #include "server.h"
 #include "worker.h"
 
@@ -268,7 +270,7 @@ main(int argc, char **argv)
 	struct ac_db_conf db;
 	char msg[512];
 	const char *socket_arg = NULL, *value_of = NULL;
-	int check_only = 0, listen_fd, status;
+	int check_only = 0, listen_fd, status, db_command = 0;
 	sigset_t set;
 
 	/*
@@ -292,8 +294,10 @@ main(int argc, char **argv)
 	 * gives them back, instead of staying in its malloc arena after a burst of large requests. */
 	(void)mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 
-	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
+	for (int i = 1; i < argc && db_command == 0; i++) {
+		if (i == 1 && strcmp(argv[i], "db") == 0) {
+			db_command = i;		/* ai-chat-fcgi db ...: fcgi/cli_db.c */
+		} else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
 			socket_arg = argv[++i];
 		} else if (strcmp(argv[i], "--config-value") == 0 && i + 1 < argc) {
 			value_of = argv[++i];
@@ -317,6 +321,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: configuration: %s\n", PROGRAM, msg);
 		return 2;
 	}
+	if (db_command > 0)
+		return ac_cli_db(&cfg, argc - db_command, argv + db_command);
 	if (socket_arg != NULL) {
 		if (strlen(socket_arg) >= sizeof(cfg.socket_path)) {
 			fprintf(stderr, "%s: --socket: the path is too long\n", PROGRAM);
@@ -346,6 +352,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: libcurl failed to initialise\n", PROGRAM);
 		return 1;
 	}
+	if (ac_listen_tcp_prepare(&cfg) != 0)
+		return 2;
 	if (FCGX_Init() != 0) {
 		fprintf(stderr, "%s: FCGX_Init failed\n", PROGRAM);
 		return 1;
@@ -359,7 +367,8 @@ main(int argc, char **argv)
 	/* Neither a socket of our own nor a listening one on fd 0: a CGI request. */
 	if (cfg.socket_path[0] == '\0' && inherited_socket() < 0 && FCGX_IsCGI())
 		return ac_serve_cgi(&cfg);
-	listen_fd = cfg.socket_path[0] != '\0' ? open_socket(&cfg) : inherited_socket();
+	listen_fd = cfg.socket_path[0] == '\0' ? inherited_socket() :
+	    ac_listen_is_tcp(cfg.socket_path) ? ac_listen_tcp(&cfg) : open_socket(&cfg);
 	if (listen_fd < 0) {
 		if (cfg.socket_path[0] == '\0')
 			fprintf(stderr, "%s: no FastCGI socket: set FCGI_SOCKET (or --socket), or start me "
@@ -373,7 +382,7 @@ main(int argc, char **argv)
 		status = ac_serve(&cfg, listen_fd);
 	else
 		status = supervise(&cfg, listen_fd);
-	if (cfg.socket_path[0] != '\0')
+	if (cfg.socket_path[0] != '\0' && !ac_listen_is_tcp(cfg.socket_path))
 		unlink(cfg.socket_path);
 	return status;
 }

@@ -22,6 +22,7 @@
 #include "../common/util.h"
 #include "loop.h"
 #include "pages.h"
+#include "listen_tcp.h"
 #include "server.h"
 #include "worker.h"
 
@@ -522,6 +523,10 @@ accept_one(int listen_fd, struct job **job)
 		if (!conn)
 			continue;
 		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0 && !ac_listen_peer_allowed(fd)) {	/* FCGI_ALLOWED_PEERS (listen_tcp.c) */
+			close(fd);
+			continue;
+		}
 		if (fd >= 0)
 			return fd;
 		if (errno == EAGAIN && !small_pool) {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs the unit test binaries given as arguments (cmocka), then the end-to-end suite, and ends with
-# the line "N passed, N failed".  Exit status 1 if anything failed.
+# Runs the unit test binaries given as arguments (cmocka), then the end-to-end suite twice (on SQLite,
+# then on PostgreSQL), the multi-host test and the rest, and ends with the line "N passed, N failed".
+# Exit status 1 if anything failed.  The repository's unit tests get a throwaway PostgreSQL cluster
+# (tests/pgcluster.py) through AC_TEST_PG_URL; the e2e harness makes its own.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -10,15 +12,23 @@ if [ "${1:-}" = "--unit-only" ]; then unit_only=1; shift; fi
 passed=0
 failed=0
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+pg_dir=$(mktemp -d /tmp/ai-chat-unit-pg.XXXXXX)
+trap 'rm -f "$out"; "$PYTHON" "$top/tests/pgcluster.py" stop "$pg_dir"' EXIT
+if url=$("$PYTHON" "$top/tests/pgcluster.py" start "$pg_dir" 2>"$out"); then
+    export AC_TEST_PG_URL=$url
+else
+    echo "FAIL: no PostgreSQL cluster for the unit tests: $(cat "$out")"
+    failed=$((failed + 1))
+fi
 
 for t in "$@"; do
     echo "== $t"
     "$t" >"$out" 2>&1
     rc=$?
     cat "$out"
-    p=$(sed -n 's/.*\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
-    f=$(sed -n 's/.*\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | tail -1)
+    # A binary may run several groups (the repository's: one per engine): their counts add up.
+    p=$(sed -n 's/.*\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$out" | awk '{ n += $1 } END { print n + 0 }')
+    f=$(sed -n 's/.*\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$out" | awk '{ n += $1 } END { print n + 0 }')
     p=${p:-0}
     f=${f:-0}
     # A binary that crashed or printed no summary counts as one failure.
@@ -47,6 +57,8 @@ suite() {
 suite lint "$top/tests/lint.sh"
 if [ "$unit_only" = 0 ]; then
     suite e2e "$PYTHON" "$top/tests/e2e/run.py"
+    suite e2e-pg env E2E_DB=postgres "$PYTHON" "$top/tests/e2e/run.py"
+    suite multihost "$PYTHON" "$top/tests/multihost/run.py"
     suite model "$PYTHON" "$top/tests/model/run.py" --seeds "${MODEL_SEEDS:-4}" --steps "${MODEL_STEPS:-60}"
     suite browser "$PYTHON" "$top/tests/browser/run.py"
     suite deploy "$PYTHON" "$top/tests/deploy/run.py"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make bench: wrk against the real worker and against a trivial libfcgi responder (tests/bench/trivial.c)
-# behind the same nginx configuration, and the real figures as ratios to the trivial ones.
+# make bench: wrk against the real worker, on SQLite and on PostgreSQL side by side, and against a
+# trivial libfcgi responder (tests/bench/trivial.c) behind the same nginx configuration, and the real
+# figures as ratios to the trivial ones.
 #
 # Makefile rule (the bench needs both binaries; stack.sh asks build/ai-chat-fcgi for its settings):
 #
@@ -13,18 +14,21 @@
 #
 # Needs wrk, curl, python3 (its sqlite3 module), nginx; PYTHON picks the interpreter (default python3).
 #
-# What it does: starts two stacks with conf/stack.sh (nginx with one worker process, access log off),
-# one serving build/ai-chat-fcgi and one serving build/bench-trivial, each in its own session (setsid)
-# with its own RUN_DIR and a fresh SQLite database in a temporary directory; creates a chat through the
-# API and puts 50 messages of 100..300 characters in it with python3's sqlite3; then runs
-# `wrk -t1 -c50 -d${BENCH_SECONDS}s --latency` (after a short warm-up) against, in this order:
-#   trivial /health (baseline, before), real /health, real /chats/{id}, real /chats/{id}/messages
-#   (limit=50), trivial /health (baseline, after)
-# and prints a table. The baseline is the mean of its two runs, which evens out drift.
+# What it does: starts a throwaway PostgreSQL cluster (tests/pgcluster.py, on a unix socket, fsync on,
+# as durable as SQLite's synchronous=FULL) and three stacks with conf/stack.sh (nginx with one worker
+# process, access log off): build/ai-chat-fcgi on a fresh SQLite database, the same on the PostgreSQL
+# database, and build/bench-trivial, each in its own session (setsid) with its own RUN_DIR; creates a
+# chat through each real stack's API and puts 50 messages of 100..300 characters in it (python3's
+# sqlite3, psql); then runs `wrk -t1 -c50 -d${BENCH_SECONDS}s --latency` (after a short warm-up)
+# against, in this order:
+#   trivial /health (baseline, before), then for SQLite and for PostgreSQL: /health, /chats/{id},
+#   /chats/{id}/messages (limit=50); trivial /health (baseline, after)
+# and prints a table with both engines side by side. The baseline is the mean of its two runs.
 #
-# Targets: /health >= 0.90 of the baseline, /chats/{id}/messages >= 0.80 of the same responder answering
-# a body of the page's size (BODY_BYTES, the mean of a run before and one after); /chats/{id} is reported
-# without a target. A MISS is reported and the exit status stays 0 (it is a report). Any non-2xx
+# The messages page is also measured against the trivial responder answering a body of the page's size
+# (BODY_BYTES; a run before and one after, and 7 short pairs back to back): target 0.80.
+# Targets: /health >= 0.90 of the baseline, /chats/{id}/messages >= 0.50 on SQLite, and on PostgreSQL
+# >= 0.50 of the SQLite figure; /chats/{id} is reported without a target. A MISS is reported and the exit status stays 0 (it is a report). Any non-2xx
 # response or socket error (wrk's "Non-2xx or 3xx responses" and "Socket errors") is a FAIL, and so is
 # anything that does not run (a stack that does not start, wrk failing): those exit 1.
 #
@@ -57,7 +61,10 @@ done
 [ -x "$trivial_bin" ] || die "$trivial_bin is missing: make build/bench-trivial"
 
 work=$(mktemp -d /tmp/ai-chat-bench.XXXXXX)
+chmod 0755 "$work"
 db=$work/bench.db
+pg_dir=$work/pg
+pg_url=""
 stack_pids=()
 wrk_pid=""
 failed=1    # cleared when everything ran; logs are shown when it stays 1
@@ -86,6 +93,7 @@ cleanup() {
     for pid in "${stack_pids[@]}"; do
         stop_stack "$pid"
     done
+    if [ -n "$pg_url" ]; then "$python" "$top/tests/pgcluster.py" stop "$pg_dir"; fi
     if [ "$failed" = 1 ]; then
         for log in "$work"/*.log; do
             [ -s "$log" ] || continue
@@ -118,16 +126,16 @@ free_port() {
     return 1
 }
 
-# start_stack NAME WORKER PORT [BODY_BYTES]: prints the stack's pid (= its process group).
+# start_stack NAME WORKER PORT DATABASE_URL [BODY_BYTES]: sets STACK_PID (the stack's process group).
 start_stack() {
-    local name=$1 worker=$2 port=$3 body_bytes=${4:-0} pid i
+    local name=$1 worker=$2 port=$3 url=$4 body_bytes=${5:-0} pid i
     (
         cd "$work"
         # Like nginx's access log, the worker's request lines are off while measuring (LOG_LEVEL=info
         # to keep them).
         exec setsid env WORKER="$worker" PORT="$port" RUN_DIR="$work/run-$name" ACCESS_LOG=off \
             LOG_LEVEL="${LOG_LEVEL:-warn}" BODY_BYTES="$body_bytes" \
-            NGINX_WORKERS=1 DATABASE_URL="sqlite:///$db" "$stack"
+            NGINX_WORKERS=1 DATABASE_URL="$url" "$stack"
     ) </dev/null >"$work/$name.log" 2>&1 &
     pid=$!
     # setsid does not fork when its caller leads no process group (a background job of a script), so
@@ -154,27 +162,23 @@ wait_healthy() {  # NAME PORT PID
 }
 
 real_port=$(free_port) || die "no free port"
-trivial_port=$(free_port "$real_port") || die "no free port"
+pg_port=$(free_port "$real_port") || die "no free port"
+trivial_port=$(free_port "$pg_port") || die "no free port"
 
-start_stack real "$real_bin" "$real_port"
+pg_url=$(PG_FSYNC=1 "$python" "$top/tests/pgcluster.py" start "$pg_dir") || die "PostgreSQL did not start"
+pg_bin=$(dirname "$(ls /usr/lib/postgresql/*/bin/psql | sort -V | tail -1)")
+
+start_stack real "$real_bin" "$real_port" "sqlite:///$db"
 real_pid=$STACK_PID
-start_stack trivial "$trivial_bin" "$trivial_port"
+start_stack pg "$real_bin" "$pg_port" "$pg_url"
+pg_pid=$STACK_PID
+start_stack trivial "$trivial_bin" "$trivial_port" "sqlite:///$work/trivial.db"
 trivial_pid=$STACK_PID
 wait_healthy real "$real_port" "$real_pid"
+wait_healthy pg "$pg_port" "$pg_pid"
 wait_healthy trivial "$trivial_port" "$trivial_pid"
 
-real=http://127.0.0.1:$real_port
 trivial=http://127.0.0.1:$trivial_port
-
-# ---- the data: one chat through the API, 50 messages straight into the database
-resp=$(curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' \
-       -d "{\"user_id\": \"$user_id\", \"title\": \"Benchmark chat\"}" -w '\n%{http_code}' "$real/chats") \
-    || die "POST /chats failed"
-code=${resp##*$'\n'}
-body=${resp%$'\n'*}
-[ "$code" = 201 ] || die "POST /chats answered $code: $body"
-chat_id=$(printf '%s' "$body" | sed -n 's/.*"id": *"\([0-9a-fA-F-]\{36\}\)".*/\1/p')
-[ -n "$chat_id" ] || die "no chat id in the answer to POST /chats: $body"
 
 sentences=(
     "Could you explain how write-ahead logging works in SQLite and why it helps concurrent readers?"
@@ -190,52 +194,74 @@ sentences=(
     "A long-running reader can hold a checkpoint back, so the log may grow while that reader is open."
     "Keep read transactions short and the log stays small; monitor its size if you see it grow."
 )
-now_us=$(date +%s%6N)
-{
-    echo "BEGIN IMMEDIATE;"
-    last_ts=$now_us
-    for i in $(seq 1 "$n_messages"); do
-        target=$((100 + (i * 73) % 201))     # 100..300 characters
-        content=""
-        j=$i
-        while [ "${#content}" -lt "$target" ]; do
-            content="${content:+$content }${sentences[$((j % ${#sentences[@]}))]}"
-            j=$((j + 5))
+
+# ---- the data, per engine: one chat through the API, 50 messages straight into the database, each
+# following the one before (the active path)
+# fill ENGINE BASE_URL: sets CHAT_URL and MESSAGES_URL
+fill() {
+    local engine=$1 base=$2 resp code body chat_id now_us last_ts i target content j role got
+    resp=$(curl -sS --max-time 5 -X POST -H 'Content-Type: application/json' \
+           -d "{\"user_id\": \"$user_id\", \"title\": \"Benchmark chat\"}" -w '\n%{http_code}' "$base/chats") \
+        || die "POST /chats failed ($engine)"
+    code=${resp##*$'\n'}
+    body=${resp%$'\n'*}
+    [ "$code" = 201 ] || die "POST /chats answered $code: $body ($engine)"
+    chat_id=$(printf '%s' "$body" | sed -n 's/.*"id": *"\([0-9a-fA-F-]\{36\}\)".*/\1/p')
+    [ -n "$chat_id" ] || die "no chat id in the answer to POST /chats: $body"
+    now_us=$(date +%s%6N)
+    {
+        echo "BEGIN;"
+        last_ts=$now_us
+        for i in $(seq 1 "$n_messages"); do
+            target=$((100 + (i * 73) % 201))     # 100..300 characters
+            content=""
+            j=$i
+            while [ "${#content}" -lt "$target" ]; do
+                content="${content:+$content }${sentences[$((j % ${#sentences[@]}))]}"
+                j=$((j + 5))
+            done
+            content=${content:0:$target}
+            content="${content% *}."               # end on a word
+            if [ $((i % 2)) = 1 ]; then role=user; else role=assistant; fi
+            last_ts=$((now_us + i * 1000))
+            echo "INSERT INTO messages (chat_id, parent_id, role, content, created_at) VALUES ('$chat_id'," \
+                 "(SELECT max(id) FROM messages WHERE chat_id = '$chat_id'), '$role', '${content//\'/\'\'}', $last_ts);"
         done
-        content=${content:0:$target}
-        content="${content% *}."               # end on a word
-        if [ $((i % 2)) = 1 ]; then role=user; else role=assistant; fi
-        last_ts=$((now_us + i * 1000))
-        # each message follows the one before (the tree of issue 9), on the active path
-        echo "INSERT INTO messages (chat_id, parent_id, role, content, created_at) VALUES ('$chat_id'," \
-             "(SELECT max(id) FROM messages WHERE chat_id = '$chat_id'), '$role', '${content//\'/\'\'}', $last_ts);"
-    done
-    echo "UPDATE chats SET updated_at = $last_ts, message_count = $n_messages WHERE id = '$chat_id';"
-    echo "COMMIT;"
-} > "$work/messages.sql"
-# The worker has the database open (WAL mode): wait up to 10 s for its lock like any other writer.
-"$python" -c 'import sqlite3, sys
+        echo "UPDATE chats SET updated_at = $last_ts, message_count = $n_messages WHERE id = '$chat_id';"
+        echo "COMMIT;"
+    } > "$work/messages-$engine.sql"
+    if [ "$engine" = sqlite ]; then
+        # The worker has the database open (WAL mode): wait up to 10 s for its lock like any other writer.
+        "$python" -c 'import sqlite3, sys
 db = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
 with open(sys.argv[2], encoding="utf-8") as f:
     db.executescript(f.read())
-db.close()' "$db" "$work/messages.sql" || die "inserting the messages with $python (sqlite3) failed"
-
-chat_url="$real/chats/$chat_id?user_id=$user_id"
-messages_url="$real/chats/$chat_id/messages?user_id=$user_id&limit=$n_messages"
-body=$(curl -sS --max-time 5 -f "$chat_url") || die "GET /chats/{id} failed after the inserts"
-printf '%s' "$body" | grep -Eq "\"message_count\": *${n_messages}[,}]" \
-    || die "the chat does not show message_count $n_messages: $body"
-body=$(curl -sS --max-time 5 -f "$messages_url") || die "GET /chats/{id}/messages failed after the inserts"
-got=$(printf '%s' "$body" | grep -o '"role": *"' | wc -l)
-[ "$got" -eq "$n_messages" ] || die "GET /chats/{id}/messages returned $got messages, not $n_messages"
-bytes=${#body}
+db.close()' "$db" "$work/messages-$engine.sql" || die "inserting the messages with $python (sqlite3) failed"
+    else
+        "$pg_bin/psql" -X -q -v ON_ERROR_STOP=1 -d "$pg_url" -f "$work/messages-$engine.sql" >/dev/null \
+            || die "inserting the messages with psql failed"
+    fi
+    CHAT_URL="$base/chats/$chat_id?user_id=$user_id"
+    MESSAGES_URL="$base/chats/$chat_id/messages?user_id=$user_id&limit=$n_messages"
+    body=$(curl -sS --max-time 5 -f "$CHAT_URL") || die "GET /chats/{id} failed after the inserts ($engine)"
+    printf '%s' "$body" | grep -Eq "\"message_count\": *${n_messages}[,}]" \
+        || die "the chat does not show message_count $n_messages ($engine): $body"
+    body=$(curl -sS --max-time 5 -f "$MESSAGES_URL") || die "GET /chats/{id}/messages failed ($engine)"
+    got=$(printf '%s' "$body" | grep -o '"role": *"' | wc -l)
+    [ "$got" -eq "$n_messages" ] || die "GET /chats/{id}/messages returned $got messages, not $n_messages ($engine)"
+    BYTES=${#body}
+}
+fill sqlite "http://127.0.0.1:$real_port"
+sqlite_chat=$CHAT_URL sqlite_messages=$MESSAGES_URL bytes=$BYTES
 
 # The bare responder again, answering a body of the messages page's size: the page's own baseline.
 sized_port=$(free_port "$real_port") || die "no free port"
-start_stack sized "$trivial_bin" "$sized_port" "$bytes"
+start_stack sized "$trivial_bin" "$sized_port" "sqlite:///$work/sized.db" "$bytes"
 sized_pid=$STACK_PID
 wait_healthy sized "$sized_port" "$sized_pid"
 sized=http://127.0.0.1:$sized_port
+fill pg "http://127.0.0.1:$pg_port"
+pg_chat=$CHAT_URL pg_messages=$MESSAGES_URL
 
 # ---- the runs
 # wrk ignores SIGINT, and bash runs no INT trap while a foreground child that ignored it runs on; so
@@ -259,11 +285,14 @@ run_wrk() {
         || { cat "$work/$key.wrk" >&2; die "wrk failed on $url"; }
 }
 run_wrk base1 "$trivial/health"
-run_wrk health "$real/health"
-run_wrk chat "$chat_url"
+run_wrk health "http://127.0.0.1:$real_port/health"
+run_wrk chat "$sqlite_chat"
 run_wrk sized1 "$sized/health"
-run_wrk messages "$messages_url"
+run_wrk messages "$sqlite_messages"
 run_wrk sized2 "$sized/health"
+run_wrk pg_health "http://127.0.0.1:$pg_port/health"
+run_wrk pg_chat "$pg_chat"
+run_wrk pg_messages "$pg_messages"
 run_wrk base2 "$trivial/health"
 # On a machine shared with other work the load drifts within seconds: the page against its baseline
 # again in BENCH_PAIRS short pairs run back to back (BENCH_PAIR_SECONDS each), the median of their ratios.
@@ -272,7 +301,7 @@ pair_seconds=${BENCH_PAIR_SECONDS:-3}
 pair_ratios=()
 for i in $(seq 1 "$pairs"); do
     wrk_wait -t1 -c"$connections" -d"${pair_seconds}s" "$sized/health" >"$work/pair-s$i.wrk" 2>&1 || die "wrk failed"
-    wrk_wait -t1 -c"$connections" -d"${pair_seconds}s" "$messages_url" >"$work/pair-m$i.wrk" 2>&1 || die "wrk failed"
+    wrk_wait -t1 -c"$connections" -d"${pair_seconds}s" "$sqlite_messages" >"$work/pair-m$i.wrk" 2>&1 || die "wrk failed"
     pair_ratios+=("$(awk '/^Requests\/sec:/ { print $2 }' "$work/pair-m$i.wrk") $(awk '/^Requests\/sec:/ { print $2 }' "$work/pair-s$i.wrk")")
 done
 
@@ -333,17 +362,40 @@ echo
 echo "ai-chat-fcgi bench: wrk -t1 -c$connections -d${seconds}s --latency (warm-up ${warmup}s), $(nproc) CPUs, nginx 1 worker, access log off"
 echo "real worker: WORKER_PROCESSES=$(settings WORKER_PROCESSES) WORKER_THREADS=$(settings WORKER_THREADS); trivial: WORKER_THREADS=${WORKER_THREADS:-8}"
 echo "chat: $n_messages messages of 100..300 characters; the messages page is $bytes bytes"
+echo "PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on a unix socket (fsync on), DB_POOL_SIZE=${DB_POOL_SIZE:-10}"
 echo
 # shellcheck disable=SC2059
 printf "$row_fmt" endpoint req/s p50 p99 non-2xx sockerr ratio target result
 row "trivial /health (baseline, before)" base1 -
-row "real /health" health 0.90
-row "real /chats/{id}" chat -
-row "real /chats/{id}/messages (limit=50)" messages -
+row "SQLite /health" health 0.90
+row "SQLite /chats/{id}" chat -
+row "SQLite /chats/{id}/messages (limit=50)" messages 0.50
 row "trivial, a $bytes-byte body (before)" sized1 - "$sized_base"
-row "real /chats/{id}/messages vs the same size" messages 0.80 "$sized_base"
+row "SQLite /chats/{id}/messages vs the same size" messages 0.80 "$sized_base"
 row "trivial, a $bytes-byte body (after)" sized2 - "$sized_base"
+row "PostgreSQL /health" pg_health 0.90
+row "PostgreSQL /chats/{id}" pg_chat -
+row "PostgreSQL /chats/{id}/messages (limit=50)" pg_messages -
 row "trivial /health (baseline, after)" base2 -
+echo
+# Side by side: PostgreSQL's figure against SQLite's (target: the messages page at >= 0.50 of it).
+side_fmt="%-30s %12s %12s %10s %7s  %s\n"
+# shellcheck disable=SC2059
+printf "$side_fmt" endpoint "SQLite r/s" "PG r/s" "PG/SQLite" target result
+side() {
+    local label=$1 key=$2 target=$3 a b r verdict
+    a=$(wrk_field "$key" rps)
+    b=$(wrk_field "pg_$key" rps)
+    r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }')
+    if [ "$target" = - ]; then verdict=-
+    elif awk -v r="$r" -v t="$target" 'BEGIN { exit !(r >= t) }'; then verdict=PASS
+    else verdict=MISS; fi
+    # shellcheck disable=SC2059
+    printf "$side_fmt" "$label" "$a" "$b" "$r" "$([ "$target" = - ] && echo - || echo ">=$target")" "$verdict"
+}
+side "/health" health -
+side "/chats/{id}" chat -
+side "/chats/{id}/messages" messages 0.50
 echo
 echo "baseline: $baseline req/s (mean of $base1 and $base2; they differ by $drift%); the ${bytes}-byte baseline: $sized_base req/s"
 if awk -v d="$drift" 'BEGIN { exit !(d > 10) }'; then

@@ -19,11 +19,13 @@ import http.client
 import io
 import json as jsonlib
 import os
+import re
 import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -32,6 +34,9 @@ from collections import namedtuple
 from pathlib import Path
 
 import openapi_check
+
+sys.path.insert(0, str(Path(os.path.abspath(__file__)).parent.parent))
+import pgcluster  # noqa: E402  (tests/pgcluster.py)
 
 # The repository root, from this file's location (not resolving symlinks, so a checkout that links
 # tests/e2e from elsewhere is tested as itself).
@@ -45,8 +50,14 @@ SETTINGS = (
     "DB_BUSY_TIMEOUT_MS", "FCGI_SOCKET", "FCGI_SOCKET_MODE", "FCGI_SOCKET_GROUP", "RUN_DIR", "WORKER",
     "NGINX_WORKERS", "ACCESS_LOG", "GROQ_API_KEY", "GROQ_BASE_URL", "MODELS_FILE", "SYSTEM_PROMPT",
     "PROVIDER_CONNECT_TIMEOUT_MS", "PROVIDER_TIMEOUT_S", "PROVIDER_RETRIES", "PROVIDER_MAX_RESPONSE_BYTES",
-    "SSE_HEARTBEAT_S", "FCGI_READ_TIMEOUT_S", "REASONING", "EVENT_LOOP", "CLIENT_QUEUE_BYTES",
+    "SSE_HEARTBEAT_S", "FCGI_READ_TIMEOUT_S", "REASONING", "EVENT_LOOP", "CLIENT_QUEUE_BYTES", "PAGE_CACHE_BYTES",
 )
+
+# The database engine of this run: E2E_DB=sqlite (the default) or postgres (a throwaway cluster made
+# with initdb for the run, a fresh database in it for every stack).
+ENGINE = os.environ.get("E2E_DB", "sqlite")
+if ENGINE not in ("sqlite", "postgres"):
+    raise SystemExit(f"E2E_DB must be sqlite or postgres, not {ENGINE!r}")
 
 START_TIMEOUT = 15
 STOP_TIMEOUT = 10
@@ -63,6 +74,21 @@ class TestCase:
 
 
 TESTS = []
+
+
+class Skip(Exception):
+    """Raised by a test that does not apply to this run (its message says why)."""
+
+
+def sqlite_only(why):
+    """Skips the calling test on PostgreSQL: why names the SQLite-specific thing it tests."""
+    if ENGINE != "sqlite":
+        raise Skip(f"SQLite only: {why}")
+
+
+def postgres_only(why):
+    if ENGINE != "postgres":
+        raise Skip(f"PostgreSQL only: {why}")
 
 
 def test(fn):
@@ -122,10 +148,13 @@ def _default_stack_death():
 def run_tests(pattern=""):
     """Runs the registered tests whose name contains pattern; returns the process exit status."""
     selected = [t for t in TESTS if pattern in t.name]
-    passed = failed = 0
+    passed = failed = skipped = 0
     try:
         for case in selected:
-            if _run_one(case.name, case.fn):
+            outcome = _run_one(case.name, case.fn)
+            if outcome is None:
+                skipped += 1
+            elif outcome:
                 passed += 1
             else:
                 failed += 1
@@ -134,15 +163,24 @@ def run_tests(pattern=""):
         if problem:
             print(f"FAIL shared-stack-shutdown: {problem}", flush=True)
             failed += 1
-    print(f"e2e: {passed} passed, {failed} failed", flush=True)
+        stop_pg_cluster()
+    name = "e2e" if ENGINE == "sqlite" else "e2e-pg"
+    print(f"{name}: {passed} passed, {failed} failed, {skipped} skipped", flush=True)
     return 1 if failed else 0
 
 
 def _run_one(name, fn):
-    """Runs one test, prints PASS or FAIL (with the traceback); returns whether it passed."""
+    """Runs one test, prints PASS, SKIP or FAIL (with the traceback); returns whether it passed (None:
+    skipped)."""
     reason = details = None
     try:
         fn()
+    except Skip as e:
+        if _default_stack_death() is None:
+            print(f"SKIP {name}: {e}", flush=True)
+            return None
+        reason = "the shared stack died during this test"
+        details = ""
     except Exception as e:  # noqa: BLE001 - a test fails on any exception
         first = str(e).splitlines()[0] if str(e) else ""
         reason = f"{type(e).__name__}: {first}"
@@ -290,9 +328,15 @@ class Stack:
         self.run_dir = self.tmp / "run"
         self.log_path = self.tmp / "stack.log"
         self.db_path = self.tmp / (db_file or "test.db")
+        self.pg_database = None
+        if database_url is None and ENGINE == "postgres":
+            cluster = pg_cluster()
+            self.pg_database = f"e2e_{os.getpid()}_{next(_database_numbers)}"
+            database_url = cluster.create_database(self.pg_database)
+        self.database_url = database_url or f"sqlite:///{self.db_path}"
         self.env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
         self.env.update({
-            "DATABASE_URL": database_url or f"sqlite:///{self.db_path}",
+            "DATABASE_URL": self.database_url,
             "RUN_DIR": str(self.run_dir),
             "PORT": str(self.port),
         })
@@ -412,9 +456,12 @@ class Stack:
                 at = log.index(mark)
                 self.stop_problem = f"sanitizer report in the stack's log:\n{log[max(0, at - 200):at + 3000]}"
         if os.environ.get("E2E_KEEP"):
-            print(f"    (kept {self.tmp})", flush=True)
+            print(f"    (kept {self.tmp}{' and database ' + self.pg_database if self.pg_database else ''})",
+                  flush=True)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if self.pg_database and _pg is not None:
+                _pg.drop_database(self.pg_database)
 
     def _signal_group(self, sig):
         try:
@@ -498,7 +545,10 @@ class Stack:
     # -- database
 
     def db(self):
-        """A connection to the stack's SQLite file (autocommit; waits up to 10 s for locks)."""
+        """A connection to the stack's database (autocommit; BEGIN and COMMIT as statements): SQLite's
+        file (waits up to 10 s for locks), or on PostgreSQL a PgConnection that takes the same SQL."""
+        if self.database_url.startswith("postgres"):
+            return PgConnection(self.database_url)
         conn = sqlite3.connect(self.db_path, timeout=10, isolation_level=None)
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
@@ -507,6 +557,127 @@ class Stack:
         """Runs one statement on a fresh connection (closed afterwards); returns all its rows."""
         with contextlib.closing(self.db()) as conn:
             return conn.execute(query, params).fetchall()
+
+
+# --------------------------------------------------------------------------------------------------
+# PostgreSQL
+
+_pg = None
+_database_numbers = iter(range(1, 1 << 30))
+
+
+def pg_cluster():
+    """The run's PostgreSQL cluster (started on first use, stopped at the end of the run)."""
+    global _pg
+    if _pg is None:
+        _pg = pgcluster.Cluster().start()
+    return _pg
+
+
+@contextlib.contextmanager
+def pg_database(prefix="db"):
+    """A fresh database in the run's cluster for one test: (cluster, name, url); dropped after."""
+    cluster = pg_cluster()
+    name = f"{prefix}_{os.getpid()}_{next(_database_numbers)}"
+    url = cluster.create_database(name)
+    try:
+        yield cluster, name, url
+    finally:
+        cluster.drop_database(name)
+
+
+def stop_pg_cluster():
+    global _pg
+    if _pg is not None:
+        cluster, _pg = _pg, None
+        if os.environ.get("E2E_KEEP"):
+            cluster.halt()
+            print(f"    (kept the PostgreSQL cluster in {cluster.dir})", flush=True)
+        else:
+            cluster.stop()
+
+
+class _PgCursor:
+    def __init__(self, cursor, lastrowid):
+        self.cursor = cursor
+        self.lastrowid = lastrowid
+        self.rowcount = cursor.rowcount
+        self._rows = None
+
+    def _convert(self, rows):
+        names = [d.name for d in self.cursor.description or ()]
+        return [tuple(_from_pg(v, names[i].startswith("__blob_")) for i, v in enumerate(row)) for row in rows]
+
+    def fetchall(self):
+        if self.cursor.description is None:
+            return []
+        return self._convert(self.cursor.fetchall())
+
+    def fetchone(self):
+        rows = self.fetchall()
+        return rows[0] if rows else None
+
+
+def _from_pg(value, blob):
+    """bytea comes back as the text it holds (as SQLite's TEXT does), or as bytes for CAST(... AS BLOB)."""
+    if isinstance(value, memoryview):
+        value = bytes(value)
+    if isinstance(value, bytes) and not blob:
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return value
+    return value
+
+
+def _to_pg(value):
+    """A string parameter: as a literal, which meets a bytea column as its bytes, unless it holds what
+    a literal cannot carry (NUL) or what bytea's input would read as escapes (backslashes)."""
+    if isinstance(value, str) and ("\0" in value or "\\" in value):
+        return value.encode("utf-8")
+    return value
+
+
+def pg_sql(query):
+    """The tests' SQLite SQL for PostgreSQL: ? placeholders, CAST(x AS BLOB) (bytes back), typeof(x)
+    (our columns are typed: bytea holding text is 'text'), BEGIN IMMEDIATE (the write lock)."""
+    n = iter(range(1, 1000))
+    query = re.sub(r"CAST\(\s*([\w.]+)\s+AS\s+BLOB\s*\)", lambda m: f"{m.group(1)} AS __blob_{next(n)}", query,
+                   flags=re.I)
+    query = re.sub(r"typeof\(\s*([\w.]+)\s*\)", r"(CASE WHEN \1 IS NULL THEN 'null' ELSE 'text' END)", query)
+    # SQLite's write lock, readers going on: PostgreSQL's EXCLUSIVE table locks.
+    query = re.sub(r"^\s*BEGIN\s+(IMMEDIATE|EXCLUSIVE)\s*$",
+                   "BEGIN; LOCK TABLE chats, messages, idempotency_keys IN EXCLUSIVE MODE", query, flags=re.I)
+    query = re.sub(r"^\s*BEGIN\s+DEFERRED\b", "BEGIN", query, flags=re.I)
+    # SQLite's "x IS ?" (NULL-safe equality)
+    query = re.sub(r"\bIS\s+NOT\s+\?", "IS DISTINCT FROM ?", query, flags=re.I)
+    query = re.sub(r"\bIS\s+\?", "IS NOT DISTINCT FROM ?", query, flags=re.I)
+    return query.replace("%", "%%").replace("?", "%s")
+
+
+class PgConnection:
+    """Enough of sqlite3.Connection over psycopg2 for the tests (see pg_sql), in autocommit mode."""
+
+    def __init__(self, url):
+        import psycopg2  # Debian's python3-psycopg2, only needed on this engine
+        self.conn = psycopg2.connect(url)
+        self.conn.autocommit = True
+
+    def execute(self, query, params=()):
+        query = pg_sql(query)
+        wants_id = re.match(r"\s*INSERT\s+INTO\s+messages\b", query, re.I) and "RETURNING" not in query.upper()
+        if wants_id:
+            query += " RETURNING id"
+        cursor = self.conn.cursor()
+        cursor.execute(query, [_to_pg(p) for p in params])
+        lastrowid = cursor.fetchone()[0] if wants_id else None
+        return _PgCursor(cursor, lastrowid)
+
+    def executescript(self, script):
+        self.conn.cursor().execute(script)
+
+    def close(self):
+        self.conn.close()
 
 
 def check_schema(method, path, resp, request_headers=None, request_body=None, raw_request=None):

@@ -6,7 +6,7 @@ import subprocess
 import tempfile
 
 from api import check_chat_stored, create_chat, expect, new_user
-from harness import SETTINGS, WORKER, Stack, encode_json, test
+from harness import SETTINGS, WORKER, Stack, encode_json, sqlite_only, test
 
 BAD = [  # setting, value
     ("WORKER_THREADS", "0"), ("WORKER_THREADS", "1025"), ("WORKER_THREADS", "abc"), ("WORKER_THREADS", "8x"),
@@ -109,6 +109,7 @@ def stack_reads_dotenv():
 
 @test
 def relative_database_url():
+    sqlite_only("a sqlite:/// URL relative to the working directory")
     with Stack(database_url="sqlite:///./relative.db", db_file="relative.db",
                env={"WORKER_PROCESSES": "1", "WORKER_THREADS": "2"}) as s:
         user = new_user()

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from api import chat_path, check_chat, check_chat_stored, count_chats, create_chat, db_chat, expect, new_user
-from harness import Stack, command_line, describe_processes, encode_json, parent_pid, read_response, test
+from harness import Stack, command_line, describe_processes, encode_json, parent_pid, read_response, sqlite_only, test
 
 # SQLite's unix VFS locks bytes of the -shm file: 120 the WAL writer, 121 checkpointer, 122 recovery,
 # 123..127 the read marks. Holding them all from another process stops every read and write (WAL readers
@@ -35,6 +35,7 @@ def database_locked_out(db_path):
 
 @test
 def health_503_when_database_is_unusable():
+    sqlite_only("the WAL's locks in the -shm file (PostgreSQL: test_pg_faults.py restarts the server)")
     with Stack(env={"DB_BUSY_TIMEOUT_MS": "200", "WORKER_PROCESSES": "1", "WORKER_THREADS": "2"}) as s:
         user = new_user()
         chat = create_chat(s, user, "before")

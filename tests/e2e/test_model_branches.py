@@ -6,7 +6,7 @@ PUT /chats/{id}/active switches the active path to the newest leaf under a messa
 import sqlite3
 
 from api import chat_not_found, chat_path, db_chat, expect, expect_422
-from harness import ROOT, Stack, test
+from harness import ROOT, Stack, sqlite_only, test
 from provider import (SYSTEM_PROMPT, EventStream, all_rows, check_reply, check_stored_reply, new_chat, rows,
                       send, shared, tag)
 
@@ -175,7 +175,8 @@ def branch_routes_in_another_users_chat_are_404():
 @test
 def chats_from_before_migrate_to_one_path():
     # A database made by the schema before the tree (migrations 001 and 002) opens and reads as a
-    # single path, each message following the one before.
+    # single path, each message following the one before.  (PostgreSQL: test_pg_schema.py)
+    sqlite_only("a database file made by the older schema")
     stack = Stack(env={"WORKER_PROCESSES": "1"})
     conn = sqlite3.connect(stack.db_path)
     for f in sorted((ROOT / "sql" / "sqlite").glob("00[12]_*.sql")):

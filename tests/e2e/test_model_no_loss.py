@@ -7,7 +7,7 @@ import threading
 import time
 
 from api import chat_path, db_chat, insert_messages
-from harness import Stack, test
+from harness import Stack, sqlite_only, test
 from provider import (EventStream, FakeProvider, GENERATING, all_rows, check_failure, check_reply, check_stored_reply,
                       model_env, new_chat, rows, send, shared, stream_chat, tag)
 
@@ -267,6 +267,7 @@ def chat_deleted_while_the_model_answers_is_404():
 def a_failure_after_the_head_cuts_the_page_short():
     # Item 8: a {"detail": ...} was appended into the middle of a 200 message array larger than
     # 256 KiB.  The database file is damaged under a long page; the answer must end abnormally.
+    sqlite_only("damages a page of the database file")
     with Stack(env={"WORKER_PROCESSES": "1", "WORKER_THREADS": "2"}) as s:
         user, chat_id = new_chat(s)
         filler = "x" * 900

@@ -5,13 +5,14 @@ import tempfile
 from pathlib import Path
 
 from api import chat_path, check_chat_stored, create_chat, expect, insert_messages, new_user
-from harness import ROOT, Stack, default_stack, test
+from harness import ROOT, Stack, default_stack, sqlite_only, test
 
 MIGRATIONS = sorted((ROOT / "sql" / "sqlite").glob("[0-9][0-9][0-9]_*.sql"))
 
 
 @test
 def schema_is_applied_in_wal_mode():
+    sqlite_only("PRAGMA user_version and journal_mode (PostgreSQL: test_pg_schema.py)")
     s = default_stack()
     assert MIGRATIONS, "no sql/sqlite/NNN_*.sql files"
     last = int(MIGRATIONS[-1].name[:3])
@@ -23,6 +24,7 @@ def schema_is_applied_in_wal_mode():
 
 @test
 def data_survives_a_restart():
+    sqlite_only("a database file kept across stacks (PostgreSQL: test_pg_schema.py)")
     keep = Path(tempfile.mkdtemp(prefix="ai-chat-e2e-keep-"))
     try:
         db = keep / "kept.db"

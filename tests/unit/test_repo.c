@@ -1,19 +1,69 @@
-/* common/repo_sqlite.c on a real SQLite file: migration, ownership, ordering, paging, cascade, NUL. */
+/*
+ * The repository (common/repo*.c) over both engines, through the same interface: migration,
+ * ownership, ordering, paging, cascade, NUL bytes, schema versions, unusable databases.  The
+ * PostgreSQL half runs on the database AC_TEST_PG_URL names (tests/run.sh starts a throwaway cluster;
+ * without it those tests are skipped), its schema made anew for each test.
+ */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "test.h"
 
+#include "../../common/db.h"
 #include "../../common/repo.h"
+
+static enum ac_db_kind engine;		/* the group running */
 
 struct fixture {
 	char dir[64];
 	char path[96];
+	struct ac_db_conf conf;
 	struct ac_repo *repo;
 };
+
+/* Runs one statement (a text per engine) on a connection of its own; binds strings $1.., ints after. */
+static void
+run_sql(struct fixture *f, const struct ac_sql *sql, int nstr, const char *const *strs, int nint,
+    const int64_t *ints)
+{
+	struct ac_db *db = NULL;
+	struct ac_stmt *st;
+	bool row;
+
+	assert_int_equal(ac_db_open(&f->conf, &db), AC_OK);
+	assert_int_equal(ac_db_stmt(db, 0, sql, &st), AC_OK);
+	for (int i = 0; i < nstr; i++)
+		ac_db_bind_str(st, i + 1, (struct ac_str){ strs[i], strlen(strs[i]) });
+	for (int i = 0; i < nint; i++)
+		ac_db_bind_int(st, nstr + i + 1, ints[i]);
+	do
+		assert_int_equal(ac_db_step(st, &row), AC_OK);
+	while (row);
+	ac_db_done(st);
+	ac_db_close(db);
+}
+
+/* The first column of a one-row query, as an integer. */
+static int64_t
+query_int(struct fixture *f, const struct ac_sql *sql, const char *arg)
+{
+	struct ac_db *db = NULL;
+	struct ac_stmt *st;
+	bool row = false;
+	int64_t v;
+
+	assert_int_equal(ac_db_open(&f->conf, &db), AC_OK);
+	assert_int_equal(ac_db_stmt(db, 0, sql, &st), AC_OK);
+	if (arg != NULL)
+		ac_db_bind_str(st, 1, (struct ac_str){ arg, strlen(arg) });
+	assert_int_equal(ac_db_step(st, &row), AC_OK);
+	assert_true(row);
+	v = ac_db_col_int(st, 0);
+	ac_db_done(st);
+	ac_db_close(db);
+	return v;
+}
 
 static int
 setup(void **state)
@@ -21,13 +71,33 @@ setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	char msg[256];
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/ac-repo-test.XXXXXX");
-	assert_non_null(mkdtemp(f->dir));
-	snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
-	assert_int_equal(ac_repo_migrate(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = f->path, .busy_timeout_ms = 1000 }, msg, sizeof(msg)), AC_OK);
+	f->conf.busy_timeout_ms = 1000;
+	f->conf.statement_timeout_ms = 10000;
+	f->conf.prepared = true;
+	f->conf.kind = engine;
+	if (engine == AC_DB_PG) {
+		static const struct ac_sql drop = { NULL, "DROP SCHEMA public CASCADE" };
+		static const struct ac_sql create = { NULL, "CREATE SCHEMA public" };
+		const char *url = getenv("AC_TEST_PG_URL");
+
+		if (url == NULL || *url == '\0') {
+			free(f);
+			skip();
+		}
+		/* The schema made anew for every test. */
+		f->conf.target = url;
+		run_sql(f, &drop, 0, NULL, 0, NULL);
+		run_sql(f, &create, 0, NULL, 0, NULL);
+	} else {
+		snprintf(f->dir, sizeof(f->dir), "/tmp/ac-repo-test.XXXXXX");
+		assert_non_null(mkdtemp(f->dir));
+		snprintf(f->path, sizeof(f->path), "%s/t.db", f->dir);
+		f->conf.target = f->path;
+	}
+	assert_int_equal(ac_repo_migrate(&f->conf, msg, sizeof(msg)), AC_OK);
 	/* a second run finds the schema current and changes nothing */
-	assert_int_equal(ac_repo_migrate(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = f->path, .busy_timeout_ms = 1000 }, msg, sizeof(msg)), AC_OK);
-	assert_int_equal(ac_repo_open(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = f->path, .busy_timeout_ms = 1000 }, &f->repo), AC_OK);
+	assert_int_equal(ac_repo_migrate(&f->conf, msg, sizeof(msg)), AC_OK);
+	assert_int_equal(ac_repo_open(&f->conf, &f->repo), AC_OK);
 	*state = f;
 	return 0;
 }
@@ -39,8 +109,10 @@ teardown(void **state)
 	char cmd[128];
 
 	ac_repo_close(f->repo);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-	assert_int_equal(system(cmd), 0);
+	if (f->dir[0] != '\0') {
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+		assert_int_equal(system(cmd), 0);
+	}
 	free(f);
 	return 0;
 }
@@ -99,19 +171,21 @@ str(const char *s)
 static void
 add_messages(struct fixture *f, const char *chat_id, int n)
 {
-	sqlite3 *db;
-	char sql[512];
+	/* a single path: each message follows the one before */
+	static const struct ac_sql insert = { "INSERT INTO messages (chat_id, parent_id, role, content, created_at) "
+	    "VALUES ($1, (SELECT max(id) FROM messages WHERE chat_id = $1), $2, $3, $4)", NULL };
+	static const struct ac_sql count = { "UPDATE chats SET message_count = message_count + 1 WHERE id = $1",
+	    NULL };
 
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
 	for (int i = 0; i < n; i++) {
-		/* a single path: each message follows the one before */
-		snprintf(sql, sizeof(sql), "INSERT INTO messages (chat_id, parent_id, role, content, created_at) "
-		    "VALUES ('%s', (SELECT max(id) FROM messages WHERE chat_id = '%s'), '%s', 'm%d', %d); "
-		    "UPDATE chats SET message_count = message_count + 1 WHERE id = '%s'", chat_id, chat_id,
-		    i % 2 ? "assistant" : "user", i, i, chat_id);
-		assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+		char content[16];
+		const char *strs[3] = { chat_id, i % 2 ? "assistant" : "user", content };
+		int64_t at = i;
+
+		snprintf(content, sizeof(content), "m%d", i);
+		run_sql(f, &insert, 3, strs, 1, &at);
+		run_sql(f, &count, 1, strs, 0, NULL);
 	}
-	sqlite3_close(db);
 }
 
 static void
@@ -232,64 +306,166 @@ messages_page_both_ways(void **state)
 static void
 delete_cascades_to_messages(void **state)
 {
+	static const struct ac_sql count = { "SELECT count(*) FROM messages WHERE chat_id = $1", NULL };
 	struct fixture *f = *state;
 	struct seen chat = { .calls = 0 };
-	sqlite3 *db;
-	sqlite3_stmt *st;
 
 	assert_int_equal(ac_repo_chat_create(f->repo, str("del"), str("d"), keep_chat, &chat), AC_OK);
 	add_messages(f, chat.id, 3);
+	assert_int_equal(query_int(f, &count, chat.id), 3);
 	assert_int_equal(ac_repo_chat_delete(f->repo, str(chat.id), str("del")), AC_OK);
 	assert_int_equal(ac_repo_chat_delete(f->repo, str(chat.id), str("del")), AC_ENOTFOUND);
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM messages WHERE chat_id = ?", -1, &st,
-	    NULL), SQLITE_OK);
-	sqlite3_bind_text(st, 1, chat.id, -1, SQLITE_STATIC);
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(st, 0), 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
+	assert_int_equal(query_int(f, &count, chat.id), 0);
 }
 
 static void
 schema_newer_than_program_is_refused(void **state)
 {
+	static const struct ac_sql newer = { "PRAGMA user_version = 999",
+	    "INSERT INTO schema_migrations (version) VALUES (999)" };
 	struct fixture *f = *state;
-	sqlite3 *db;
 	char msg[256];
 
-	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 999", NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-	assert_int_equal(ac_repo_migrate(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = f->path, .busy_timeout_ms = 1000 }, msg, sizeof(msg)), AC_EINVAL);
+	run_sql(f, &newer, 0, NULL, 0, NULL);
+	assert_int_equal(ac_repo_migrate(&f->conf, msg, sizeof(msg)), AC_EINVAL);
 	assert_non_null(strstr(msg, "999"));
+}
+
+/* The schema's version is recorded in the database: one row per migration on PostgreSQL. */
+static void
+schema_version_is_recorded(void **state)
+{
+	static const struct ac_sql version = { "PRAGMA user_version",
+	    "SELECT max(version) FROM schema_migrations" };
+	static const struct ac_sql rows = { "SELECT 1", "SELECT count(*) FROM schema_migrations" };
+	struct fixture *f = *state;
+	size_t n;
+	const struct ac_migration *m = ac_db_migrations(engine, &n);
+
+	assert_true(n >= 2);
+	assert_int_equal(query_int(f, &version, NULL), m[n - 1].version);
+	if (engine == AC_DB_PG)
+		assert_int_equal(query_int(f, &rows, NULL), (int64_t)n);
 }
 
 static void
 ping_and_unreadable_database(void **state)
 {
 	struct fixture *f = *state;
+	struct ac_db_conf bad = f->conf;
 	struct ac_repo *r = NULL;
 	char msg[256];
 
 	assert_int_equal(ac_repo_ping(f->repo), AC_OK);
-	assert_int_equal(ac_repo_open(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = "/nonexistent-dir/x.db", .busy_timeout_ms = 100 }, &r), AC_EDB);
+	bad.busy_timeout_ms = 100;
+	if (engine == AC_DB_SQLITE) {
+		bad.target = "/nonexistent-dir/x.db";
+		assert_int_equal(ac_repo_open(&bad, &r), AC_EDB);
+		assert_null(r);
+		assert_int_equal(ac_repo_migrate(&bad, msg, sizeof(msg)), AC_EDB);
+		assert_non_null(strstr(msg, "/nonexistent-dir/x.db"));
+		return;
+	}
+	/* PostgreSQL connects on first use: the worker starts, and recovers, while the server is away. */
+	bad.target = "postgresql://ai:hunter2-secret@/x?host=/nonexistent-dir&port=1";
+	assert_int_equal(ac_repo_open(&bad, &r), AC_OK);
+	assert_int_equal(ac_repo_ping(r), AC_EDB);
+	assert_non_null(strstr(ac_repo_errmsg(r), "nonexistent-dir"));
+	assert_null(strstr(ac_repo_errmsg(r), "hunter2"));
+	ac_repo_close(r);
+	assert_int_equal(ac_repo_migrate(&bad, msg, sizeof(msg)), AC_EDB);
+	assert_non_null(strstr(msg, "nonexistent-dir"));
+	assert_null(strstr(msg, "hunter2"));
+	bad.target = "host=/tmp port=notanumber password=hunter2-secret x";
+	assert_int_equal(ac_repo_open(&bad, &r), AC_EINVAL);
 	assert_null(r);
-	assert_int_equal(ac_repo_migrate(&(struct ac_db_conf){ .kind = AC_DB_SQLITE, .target = "/nonexistent-dir/x.db", .busy_timeout_ms = 100 }, msg, sizeof(msg)), AC_EDB);
-	assert_non_null(strstr(msg, "/nonexistent-dir/x.db"));
+	assert_int_equal(ac_repo_migrate(&bad, msg, sizeof(msg)), AC_EINVAL);
+	assert_non_null(strstr(msg, "x"));
+	assert_null(strstr(msg, "hunter2"));
 }
+
+/* PostgreSQL: a process holds at most DB_POOL_SIZE connections; past it, a thread waits the busy timeout. */
+static void
+pool_size_is_a_limit(void **state)
+{
+	struct fixture *f = *state;
+	struct ac_db_conf one = f->conf;
+	struct ac_repo *a = NULL, *b = NULL;
+	struct ac_db *held = NULL;
+	int64_t total;
+
+	if (engine != AC_DB_PG)
+		skip();
+	one.pool_size = 1;
+	one.busy_timeout_ms = 150;
+	assert_int_equal(ac_db_open(&one, &held), AC_OK);
+	assert_int_equal(ac_repo_open(&one, &a), AC_OK);
+	assert_int_equal(ac_repo_open(&one, &b), AC_OK);
+	assert_int_equal(ac_repo_ping(a), AC_OK);
+	assert_int_equal(ac_db_begin(held, AC_TXN_READ), AC_OK);	/* the one connection, held */
+	assert_int_equal(ac_repo_ping(a), AC_EBUSY);
+	assert_non_null(strstr(ac_repo_errmsg(a), "DB_POOL_SIZE=1"));
+	assert_int_equal(ac_repo_chat_list(b, str("x"), 10, 0, &total, NULL, NULL), AC_EBUSY);
+	ac_db_rollback(held);
+	assert_int_equal(ac_repo_ping(a), AC_OK);
+	assert_int_equal(ac_repo_chat_list(b, str("x"), 10, 0, &total, NULL, NULL), AC_OK);
+	ac_repo_close(a);
+	ac_repo_close(b);
+	ac_db_close(held);
+}
+
+/* A unique key taken is AC_ECONFLICT, a foreign key naming no row AC_ENOTFOUND, on both engines. */
+static void
+constraint_errors_are_mapped(void **state)
+{
+	static const struct ac_sql insert = { "INSERT INTO messages (chat_id, role, content, created_at) "
+	    "VALUES ($1, 'user', 'x', 1)", NULL };
+	static const struct ac_sql dup = { "INSERT INTO chats (id, user_id, created_at, updated_at) "
+	    "VALUES ($1, 'u', 1, 1)", NULL };
+	struct fixture *f = *state;
+	struct seen chat = { .calls = 0 };
+	struct ac_db *db = NULL;
+	struct ac_stmt *st;
+	bool row;
+
+	assert_int_equal(ac_repo_chat_create(f->repo, str("c"), str("t"), keep_chat, &chat), AC_OK);
+	assert_int_equal(ac_db_open(&f->conf, &db), AC_OK);
+	assert_int_equal(ac_db_begin(db, AC_TXN_WRITE), AC_OK);
+	assert_int_equal(ac_db_stmt(db, 1, &insert, &st), AC_OK);
+	ac_db_bind_str(st, 1, str("no-such-chat"));
+	assert_int_equal(ac_db_step(st, &row), AC_ENOTFOUND);
+	ac_db_done(st);
+	ac_db_rollback(db);
+	assert_int_equal(ac_db_begin(db, AC_TXN_WRITE), AC_OK);
+	assert_int_equal(ac_db_stmt(db, 2, &dup, &st), AC_OK);
+	ac_db_bind_str(st, 1, str(chat.id));
+	assert_int_equal(ac_db_step(st, &row), AC_ECONFLICT);
+	ac_db_done(st);
+	ac_db_rollback(db);
+	assert_false(ac_db_in_txn(db));
+	ac_db_close(db);
+}
+
+#define BOTH(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(create_get_round_trips_nul_and_ownership, setup, teardown),
-		cmocka_unit_test_setup_teardown(list_orders_by_updated_and_counts, setup, teardown),
-		cmocka_unit_test_setup_teardown(messages_page_both_ways, setup, teardown),
-		cmocka_unit_test_setup_teardown(delete_cascades_to_messages, setup, teardown),
-		cmocka_unit_test_setup_teardown(schema_newer_than_program_is_refused, setup, teardown),
-		cmocka_unit_test_setup_teardown(ping_and_unreadable_database, setup, teardown),
+		BOTH(create_get_round_trips_nul_and_ownership),
+		BOTH(list_orders_by_updated_and_counts),
+		BOTH(messages_page_both_ways),
+		BOTH(delete_cascades_to_messages),
+		BOTH(schema_newer_than_program_is_refused),
+		BOTH(schema_version_is_recorded),
+		BOTH(ping_and_unreadable_database),
+		BOTH(pool_size_is_a_limit),
+		BOTH(constraint_errors_are_mapped),
 	};
+	int failed;
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	engine = AC_DB_SQLITE;
+	failed = cmocka_run_group_tests_name("repo on SQLite", tests, NULL, NULL);
+	engine = AC_DB_PG;
+	return failed | cmocka_run_group_tests_name("repo on PostgreSQL", tests, NULL, NULL);
 }
