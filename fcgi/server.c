@@ -74,6 +74,12 @@ static struct {
 } gate = { PTHREAD_MUTEX_INITIALIZER, 0, NULL };
 
 static atomic_int stopping;
+
+bool
+ac_server_stopping(void)
+{
+	return atomic_load(&stopping) != 0;
+}
 static _Thread_local struct watch *my_watch;	/* the calling thread's (NULL: none) */
 
 /* Waits for a turn to accept; false when the process is stopping. */
