@@ -77,14 +77,16 @@ fail(struct lite *l, int rc)
 static enum ac_err
 configure(struct lite *l, int busy_timeout_ms)
 {
+	/* The busy handler first: even the first PRAGMA may meet another process's lock (a CGI process
+	 * opening the file while the one before it checkpoints on its way out). */
+	l->busy_timeout_us = (int64_t)busy_timeout_ms * 1000;
+	sqlite3_busy_handler(l->db, on_busy, l);
+	sqlite3_extended_result_codes(l->db, 1);
 	/* Foreign keys are per connection (cascade delete needs them); FULL makes every commit durable;
 	 * a small page cache each, as there is a connection per thread. */
 	if (sqlite3_exec(l->db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -1024;",
 	    NULL, NULL, NULL) != SQLITE_OK)
 		return fail(l, sqlite3_errcode(l->db));
-	l->busy_timeout_us = (int64_t)busy_timeout_ms * 1000;
-	sqlite3_busy_handler(l->db, on_busy, l);
-	sqlite3_extended_result_codes(l->db, 1);
 	return AC_OK;
 }
 

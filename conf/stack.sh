@@ -68,7 +68,8 @@ trap 'stop' EXIT
 
 FCGI_SOCKET=$socket "$worker" &
 worker_pid=$!
-for _ in $(seq 1 100); do
+# Up to 15 s: a worker on PostgreSQL, on a loaded machine, may take a while to migrate and start.
+for _ in $(seq 1 300); do
     [ -S "$socket" ] && break
     kill -0 "$worker_pid" 2>/dev/null || { echo "stack: the worker did not start" >&2; exit 1; }
     sleep 0.05

@@ -24,6 +24,7 @@
 #include "../common/util.h"
 #include "handlers.h"
 #include "loop.h"
+#include "server.h"
 
 #define IDEMPOTENCY_KEY_MAX 255
 #define HISTORY_MAX_MESSAGES 10000	/* most messages of history sent, however small */
@@ -359,7 +360,7 @@ deferred_settle(struct ac_ctx *c, void *arg)
 		if (wait < 2000000)
 			wait *= 2;
 		err = ac_repo_send_finish(c->repo, chat_id, &d->state, &d->reply, &id, &created);
-	} while ((err == AC_EBUSY || err == AC_EDB) && ac_mono_us() < d->until);
+	} while ((err == AC_EBUSY || err == AC_EDB) && ac_mono_us() < d->until && !ac_server_stopping());
 	if (err != AC_OK && err != AC_ENOTFOUND)
 		ac_log(AC_LOG_ERROR, "a reply to chat %.*s could not be stored (%s): its send counts as failed "
 		    "once its lock runs out", (int)chat_id.len, chat_id.ptr, ac_strerror(err));

@@ -386,7 +386,7 @@ bury(void)
 		struct ac_park *k = loop.done;
 
 		loop.done = k->qnext;
-		if (k->after.count > 0 && ac_server_post(after_job, k))
+		if (k->after.count > 0 && ac_server_post_after(after_job, k))
 			continue;
 		park_free_now(k);
 	}

@@ -105,6 +105,12 @@ enum turn {
 };
 
 static atomic_int stopping;
+
+bool
+ac_server_stopping(void)
+{
+	return atomic_load(&stopping) != 0;
+}
 static _Thread_local struct watch *my_watch;	/* the calling thread's (NULL: none) */
 
 /* The oldest job that may start (a lane free, or it needs none), the gate's lock held (NULL: none). */
@@ -225,6 +231,12 @@ bool
 ac_server_post(void (*fn)(struct ac_ctx *c, void *arg), void *arg)
 {
 	return post(fn, arg, true);
+}
+
+bool
+ac_server_post_after(void (*fn)(struct ac_ctx *c, void *arg), void *arg)
+{
+	return post(fn, arg, false);
 }
 
 /* Wakes the most recently idle thread (the gate's lock held). */

@@ -2,6 +2,7 @@
 #ifndef AC_SERVER_H
 #define AC_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "../common/config.h"
@@ -25,5 +26,8 @@ int ac_serve_cgi(const struct ac_config *cfg);
  */
 int64_t ac_server_read_begin(void);
 void ac_server_read_end(void);
+
+/* Whether the process is stopping (SIGTERM): work that may wait (a reply stored late) gives up. */
+bool ac_server_stopping(void);
 
 #endif

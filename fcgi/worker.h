@@ -134,6 +134,9 @@ void ac_log_request(struct ac_ctx *c, int64_t started);
  * block on the database.  false when out of memory (fn will not run).
  */
 bool ac_server_post(void (*fn)(struct ac_ctx *c, void *arg), void *arg);
+/* The same for a parked request's after-response jobs: not counted against the few threads the
+ * finishes may hold at once (such a job may wait: a reply stored late, a call to the model). */
+bool ac_server_post_after(void (*fn)(struct ac_ctx *c, void *arg), void *arg);
 /* server.c: a connection the web server asked to keep, handed back by the loop once its request
  * is answered: a thread of the pool reads its next request.  fd is blocking again. */
 void ac_server_keep(int fd);
