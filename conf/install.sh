@@ -119,6 +119,14 @@ do_install() {
         rm -f "$tmp"
         say "installed the settings file $settings (set GROQ_API_KEY there)"
     fi
+    # AUTH=token (the default) signs its tokens with JWT_SECRET: a random one, once, when the settings
+    # file has none (never replaced, so an upgrade keeps every token valid).
+    if ! grep -q '^[[:space:]]*\(export[[:space:]]\+\)\?JWT_SECRET=..*' "$DESTDIR$settings"; then
+        secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+        printf '\n# Written by conf/install.sh: the secret bearer tokens are signed with (keep it secret).\nJWT_SECRET=%s\n' \
+            "$secret" >> "$DESTDIR$settings"
+        say "wrote a random JWT_SECRET into $settings"
+    fi
     mkdir -p "$DESTDIR$STATEDIR"
     chmod 0750 "$DESTDIR$STATEDIR"
     if [ -z "$DESTDIR" ] && [ "$(id -u)" = 0 ] && id "$RUN_USER" >/dev/null 2>&1; then
