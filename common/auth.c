@@ -161,6 +161,32 @@ ac_auth_email(struct ac_str in, char out[AC_EMAIL_MAX + 1], size_t *len)
 	return true;
 }
 
+bool
+ac_auth_name(struct ac_str in, char out[AC_EMAIL_MAX + 1], size_t *len)
+{
+	const char *p = in.ptr, *end = in.ptr + in.len;
+	size_t n;
+
+	*len = 0;
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	n = (size_t)(end - p);
+	if (n == 0 || n > AC_EMAIL_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)p[i];
+
+		if (ch < 0x20 || ch == 0x7f)
+			return false;
+		out[i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : (char)ch;
+	}
+	out[n] = '\0';
+	*len = n;
+	return true;
+}
+
 enum ac_err
 ac_auth_token_issue(struct ac_str id, int64_t ver, char *out, size_t out_size)
 {

@@ -37,6 +37,10 @@ bool ac_auth_verify(struct ac_str hash, const char *password, size_t len);
  * (or longer than AC_EMAIL_MAX); out has room for AC_EMAIL_MAX + 1 bytes. */
 bool ac_auth_email(struct ac_str in, char out[AC_EMAIL_MAX + 1], size_t *len);
 
+/* A login name as stored (REMOTE_USER's, or an email to look up): trimmed, ASCII lower case, 1 to
+ * AC_EMAIL_MAX bytes with no control character.  false otherwise. */
+bool ac_auth_name(struct ac_str in, char out[AC_EMAIL_MAX + 1], size_t *len);
+
 struct ac_claims {
 	char sub[AC_SUB_MAX + 1];
 	size_t sub_len;

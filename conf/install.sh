@@ -95,7 +95,7 @@ do_install() {
     fi
 
     for f in lighttpd-fastcgi.conf lighttpd-cgi.conf apache-proxy-fcgi.conf apache-fcgid.conf \
-        apache-cgi.conf nginx-site.conf ai-chat.env.example; do
+        apache-cgi.conf nginx-site.conf nginx-auth-basic.conf nginx-auth-request.conf ai-chat.env.example; do
         [ -f "$top/conf/$f" ] && put_rewritten "$top/conf/$f" "$share/examples/$f" 0644
     done
     put_rewritten "$top/conf/spawn-fcgi.sh" "$share/examples/spawn-fcgi.sh" 0755

@@ -144,7 +144,9 @@ ac_cli_user(const struct ac_config *cfg, int argc, char **argv)
 	} else {
 		return usage();
 	}
-	if (!ac_auth_email((struct ac_str){ email_arg, strlen(email_arg) }, email, &email_len)) {
+	/* A new account needs an email; role and adopt name any account (REMOTE_USER's are names). */
+	if (strcmp(argv[1], "add") == 0 ? !ac_auth_email((struct ac_str){ email_arg, strlen(email_arg) }, email,
+	    &email_len) : !ac_auth_name((struct ac_str){ email_arg, strlen(email_arg) }, email, &email_len)) {
 		fprintf(stderr, "%s: '%s' is not a valid email address\n", PROG, email_arg);
 		return 2;
 	}

@@ -136,19 +136,13 @@ static bool
 by_remote_user(struct ac_ctx *c)
 {
 	const char *name = FCGX_GetParam("REMOTE_USER", c->envp);
-	char email[256];
+	char email[AC_EMAIL_MAX + 1];
 	size_t n = 0;
 	struct who_out o = { c, -1, false };
 	enum ac_err err;
 
 	/* The web server's user name, stored as an email is: trimmed, ASCII lower case. */
-	while (name != NULL && (*name == ' ' || *name == '\t'))
-		name++;
-	for (; name != NULL && name[n] != '\0' && n < sizeof(email) - 1; n++)
-		email[n] = name[n] >= 'A' && name[n] <= 'Z' ? (char)(name[n] - 'A' + 'a') : name[n];
-	while (n > 0 && (email[n - 1] == ' ' || email[n - 1] == '\t'))
-		n--;
-	if (n == 0 || (name[n] != '\0' && name[n] != ' ' && name[n] != '\t')) {
+	if (name == NULL || !ac_auth_name((struct ac_str){ name, strlen(name) }, email, &n)) {
 		ac_resp_unauthorized(c, "Not authenticated");
 		return false;
 	}

@@ -894,6 +894,7 @@ def _installed_files(root, prefix):
              f"{share}/examples/lighttpd-fastcgi.conf", f"{share}/examples/lighttpd-cgi.conf",
              f"{share}/examples/apache-proxy-fcgi.conf", f"{share}/examples/apache-fcgid.conf",
              f"{share}/examples/apache-cgi.conf", f"{share}/examples/nginx-site.conf",
+             f"{share}/examples/nginx-auth-basic.conf", f"{share}/examples/nginx-auth-request.conf",
              f"{share}/examples/spawn-fcgi.sh", f"{share}/examples/systemd/ai-chat-fcgi.socket",
              f"{share}/examples/systemd/ai-chat-fcgi.service"]
     files += [f"{share}/sql/{f.parent.name}/{f.name}" for f in (ROOT / "sql").glob("*/*.sql")]
