@@ -178,7 +178,7 @@ class Stack:
         if not WORKER.exists():
             raise Failure(f"{WORKER} does not exist: run make")
         env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
-        env.update({"PORT": str(self.port), "RUN_DIR": str(self.tmp / "run"),
+        env.update({"PORT": str(self.port), "RUN_DIR": str(self.tmp / "run"), "AUTH": "none",
                     "DATABASE_URL": f"sqlite:///{self.tmp}/browser.db"})
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

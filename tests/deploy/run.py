@@ -223,6 +223,7 @@ def eq(got, want, what):
 
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env["AUTH"] = "none"  # the original API (user_id in the request): accounts are tests/e2e/test_auth*.py's
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
