@@ -306,7 +306,8 @@ def example(name, mapping):
 def settings_file(scope, db, provider_port, **extra):
     path = scope.dir / "ai-chat.env"
     lines = [f"DATABASE_URL=sqlite:///{db}", "GROQ_API_KEY=test-key",
-             f"GROQ_BASE_URL=http://127.0.0.1:{provider_port}/v1", "PROVIDER_RETRIES=0"]
+             f"GROQ_BASE_URL=http://127.0.0.1:{provider_port}/v1", "PROVIDER_RETRIES=0",
+             "AUTH=none"]  # the original API (user_id in the request); accounts: tests/e2e/test_auth*.py
     lines += [f"{k}={v}" for k, v in extra.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
