@@ -366,9 +366,9 @@ main(int argc, char **argv)
 
 	raise_fd_limit();
 	/* Before any thread or worker process: the dummy hash is made once and inherited. */
-	if (ac_auth_init(&cfg) != AC_OK) {
-		fprintf(stderr, "%s: libsodium failed to initialise\n", PROGRAM);
-		return 1;
+	if (ac_auth_init(&cfg, msg, sizeof(msg)) != AC_OK) {
+		fprintf(stderr, "%s: configuration: %s\n", PROGRAM, msg);
+		return 2;
 	}
 	if (ac_provider_global_init() != AC_OK) {
 		fprintf(stderr, "%s: libcurl failed to initialise\n", PROGRAM);
