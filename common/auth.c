@@ -18,6 +18,7 @@ _Static_assert(crypto_pwhash_STRBYTES <= AC_AUTH_HASH_MAX, "AC_AUTH_HASH_MAX too
 
 static const struct ac_config *conf;
 static char dummy_hash[AC_AUTH_HASH_MAX];
+static pthread_once_t dummy_once = PTHREAD_ONCE_INIT;
 static unsigned char public_key[PUBLIC_KEY_MAX + 1];	/* JWT_PUBLIC_KEY_FILE's PEM */
 static size_t public_key_len;
 
@@ -79,11 +80,22 @@ load_public_key(const char *path, char *msg, size_t msg_size)
 	return AC_OK;
 }
 
-enum ac_err
-ac_auth_init(const struct ac_config *cfg, char *msg, size_t msg_size)
+/* A hash of a password nobody knows, made with the same parameters as real ones. */
+static void
+make_dummy(void)
 {
 	unsigned char random[32];
 	char secret[sizeof(random) * 2 + 1];
+
+	randombytes_buf(random, sizeof(random));
+	sodium_bin2hex(secret, sizeof(secret), random, sizeof(random));
+	if (hash(secret, strlen(secret), dummy_hash) != AC_OK)
+		dummy_hash[0] = '\0';	/* verify then fails at once: still no account revealed */
+}
+
+enum ac_err
+ac_auth_init(const struct ac_config *cfg, char *msg, size_t msg_size)
+{
 	enum ac_err err;
 
 	conf = cfg;
@@ -93,11 +105,14 @@ ac_auth_init(const struct ac_config *cfg, char *msg, size_t msg_size)
 	if (cfg->jwt_public_key_file[0] != '\0' && (err = load_public_key(cfg->jwt_public_key_file, msg,
 	    msg_size)) != AC_OK)
 		return err;
-	/* A hash of a password nobody knows, made with the same parameters as real ones. */
-	randombytes_buf(random, sizeof(random));
-	sodium_bin2hex(secret, sizeof(secret), random, sizeof(random));
-	snprintf(msg, msg_size, "out of memory for a password hash (PASSWORD_HASH_MEMORY_KIB)");
-	return hash(secret, strlen(secret), dummy_hash);
+	msg[0] = '\0';
+	return AC_OK;
+}
+
+void
+ac_auth_prepare(void)
+{
+	pthread_once(&dummy_once, make_dummy);
 }
 
 enum ac_err
@@ -114,10 +129,12 @@ ac_auth_verify(struct ac_str stored, const char *password, size_t len)
 	int rc;
 
 	memset(h, 0, sizeof(h));
-	if (real)
+	if (real) {
 		memcpy(h, stored.ptr, stored.len);
-	else
+	} else {
+		ac_auth_prepare();
 		memcpy(h, dummy_hash, sizeof(h));
+	}
 	slot_take();
 	rc = crypto_pwhash_str_verify(h, password, len);
 	slot_give();

@@ -27,6 +27,10 @@
  * msg says what failed. */
 enum ac_err ac_auth_init(const struct ac_config *cfg, char *msg, size_t msg_size);
 
+/* Makes the dummy hash now (else the first unknown email does): a server calls it before its
+ * workers fork, so that they share it; a CGI request never needs to. */
+void ac_auth_prepare(void);
+
 /* out: the argon2id hash of password as libsodium's string, NUL-terminated.  Waits its turn among
  * the process's PASSWORD_HASH_CONCURRENCY. */
 enum ac_err ac_auth_hash(const char *password, size_t len, char out[AC_AUTH_HASH_MAX]);
