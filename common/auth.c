@@ -30,8 +30,10 @@ static unsigned char cache_key[crypto_generichash_KEYBYTES];
 static __thread struct {
 	unsigned char hash[crypto_generichash_BYTES];
 	bool used;
-	struct ac_claims claims;
-} token_cache[TOKEN_CACHE];
+	int64_t ver, iat, exp;
+	size_t sub_len;
+	char sub[AC_SUB_MAX + 1];
+} token_cache[TOKEN_CACHE];	/* ours only (HS256): about 2.5 KiB a thread */
 static __thread unsigned token_cache_next;
 static unsigned char public_key[PUBLIC_KEY_MAX + 1];	/* JWT_PUBLIC_KEY_FILE's PEM */
 static size_t public_key_len;
@@ -376,19 +378,30 @@ ac_auth_token_check(const char *token, size_t len, struct ac_claims *out)
 	crypto_generichash(h, sizeof(h), (const unsigned char *)token, len, cache_key, sizeof(cache_key));
 	for (int i = 0; i < TOKEN_CACHE; i++) {
 		if (token_cache[i].used && sodium_memcmp(token_cache[i].hash, h, sizeof(h)) == 0) {
-			if (token_cache[i].claims.exp <= now) {
+			if (token_cache[i].exp <= now) {
 				token_cache[i].used = false;
 				return AC_EINVAL;
 			}
-			*out = token_cache[i].claims;
+			memset(out, 0, sizeof(*out));
+			out->ver = token_cache[i].ver;
+			out->iat = token_cache[i].iat;
+			out->exp = token_cache[i].exp;
+			out->sub_len = token_cache[i].sub_len;
+			memcpy(out->sub, token_cache[i].sub, out->sub_len + 1);
 			return AC_OK;
 		}
 	}
 	if (token_verify(token, len, out) != AC_OK)
 		return AC_EINVAL;
+	if (out->outside)
+		return AC_OK;	/* an outside provider's: not kept (their claims are larger, and rarer) */
 	slot = token_cache_next++ % TOKEN_CACHE;
 	memcpy(token_cache[slot].hash, h, sizeof(h));
-	token_cache[slot].claims = *out;
+	token_cache[slot].ver = out->ver;
+	token_cache[slot].iat = out->iat;
+	token_cache[slot].exp = out->exp;
+	token_cache[slot].sub_len = out->sub_len;
+	memcpy(token_cache[slot].sub, out->sub, out->sub_len + 1);
 	token_cache[slot].used = true;
 	return AC_OK;
 }

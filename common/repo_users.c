@@ -383,9 +383,10 @@ ac_repo_login_check(struct ac_repo *r, const struct ac_login_limits *l, struct a
 	enum ac_err err;
 
 	*retry_after_s = 0;
-	if ((err = login_count(r, AC_STR("email"), email, now - l->window_us, &n, &oldest)) != AC_OK)
+	/* An attempt that names no valid email counts against its address only. */
+	if (email.len > 0 && (err = login_count(r, AC_STR("email"), email, now - l->window_us, &n, &oldest)) != AC_OK)
 		return err;
-	if (l->max_per_email > 0 && n >= l->max_per_email)
+	if (email.len > 0 && l->max_per_email > 0 && n >= l->max_per_email)
 		until = oldest + l->window_us;
 	if (addr.len > 0) {
 		if ((err = login_count(r, AC_STR("addr"), addr, now - l->window_us, &n, &oldest)) != AC_OK)
@@ -431,7 +432,7 @@ ac_repo_login_failed(struct ac_repo *r, const struct ac_login_limits *l, struct 
 
 	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
 		return err;
-	err = login_record(r, AC_STR("email"), email, now, l->window_us);
+	err = email.len > 0 ? login_record(r, AC_STR("email"), email, now, l->window_us) : AC_OK;
 	if (err == AC_OK && addr.len > 0)
 		err = login_record(r, AC_STR("addr"), addr, now, l->window_us);
 	return ac_repo_end(r, err);
