@@ -178,6 +178,7 @@ bench:
 	tests/bench/bench.sh
 	$(PYTHON) tests/bench/chat_bench.py
 	$(PYTHON) tests/bench/loop_bench.py
+	$(PYTHON) tests/bench/auth_bench.py
 
 # make deb: build/deb/ai-chat-fcgi_<version>_<arch>.deb, built by dpkg-buildpackage from conf/debian/
 # (copied into a copy of the tree) and checked by lintian (conf/deb.sh).

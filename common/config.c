@@ -438,6 +438,20 @@ load_auth(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	if ((err = get_int("PASSWORD_HASH_PASSES", dotenv, 2, 2, 100, &n, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->password_hash_passes = (int)n;
+	if ((err = get_str("JWT_PUBLIC_KEY_FILE", dotenv, "", cfg->jwt_public_key_file, sizeof(cfg->jwt_public_key_file),
+	    msg, msg_size)) != AC_OK)
+		return err;
+	if ((err = get_str("JWT_ISSUER", dotenv, "", cfg->jwt_issuer, sizeof(cfg->jwt_issuer), msg, msg_size)) != AC_OK)
+		return err;
+	if ((err = get_str("JWT_AUDIENCE", dotenv, "", cfg->jwt_audience, sizeof(cfg->jwt_audience), msg,
+	    msg_size)) != AC_OK)
+		return err;
+	/* An outside provider's tokens are only taken for the issuer and the audience named. */
+	if (cfg->jwt_public_key_file[0] != '\0' && (cfg->jwt_issuer[0] == '\0' || cfg->jwt_audience[0] == '\0')) {
+		snprintf(msg, msg_size, "JWT_PUBLIC_KEY_FILE: needs JWT_ISSUER and JWT_AUDIENCE (the outside "
+		    "provider's iss, and this API's aud)");
+		return AC_EINVAL;
+	}
 	return AC_OK;
 }
 

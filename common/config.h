@@ -76,6 +76,10 @@ struct ac_config {
 	int password_hash_concurrency;	/* PASSWORD_HASH_CONCURRENCY: hashes at once per process */
 	int password_hash_memory_kib;	/* PASSWORD_HASH_MEMORY_KIB (argon2id's m) */
 	int password_hash_passes;	/* PASSWORD_HASH_PASSES (argon2id's t) */
+	/* An outside identity provider's tokens (RS256 or ES256), checked as well when the key is set. */
+	char jwt_public_key_file[AC_PATH_MAX];	/* JWT_PUBLIC_KEY_FILE: PEM */
+	char jwt_issuer[512];		/* JWT_ISSUER: the tokens' iss */
+	char jwt_audience[512];		/* JWT_AUDIENCE: one of the tokens' aud */
 };
 
 #define AC_DEFAULT_SYSTEM_PROMPT \

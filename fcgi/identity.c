@@ -116,7 +116,13 @@ by_token(struct ac_ctx *c)
 		return false;
 	}
 	o.ver = claims.ver;
-	err = ac_repo_user_by_id(c->repo, (struct ac_str){ claims.sub, claims.sub_len }, who_in, &o);
+	if (claims.outside) {	/* an outside provider's user: no token version of ours */
+		o.ver = -1;
+		err = ac_repo_user_ensure_subject(c->repo, (struct ac_str){ claims.subject, claims.subject_len },
+		    (struct ac_str){ claims.email, claims.email_len }, who_in, &o);
+	} else {
+		err = ac_repo_user_by_id(c->repo, (struct ac_str){ claims.sub, claims.sub_len }, who_in, &o);
+	}
 	if (err == AC_ENOTFOUND) {
 		ac_resp_unauthorized(c, "User not found");
 		return false;

@@ -354,6 +354,11 @@ main(int argc, char **argv)
 		return 2;
 	}
 
+	/* Before any thread or worker process, and for --check-config (JWT_PUBLIC_KEY_FILE is read). */
+	if (ac_auth_init(&cfg, msg, sizeof(msg)) != AC_OK) {
+		fprintf(stderr, "%s: configuration: %s\n", PROGRAM, msg);
+		return 2;
+	}
 	ac_config_db(&cfg, &db);
 	if (ac_repo_migrate(&db, msg, sizeof(msg)) != AC_OK) {
 		fprintf(stderr, "%s: database %s: %s\n", PROGRAM, cfg.db_display, msg);
@@ -365,11 +370,6 @@ main(int argc, char **argv)
 	}
 
 	raise_fd_limit();
-	/* Before any thread or worker process: the dummy hash is made once and inherited. */
-	if (ac_auth_init(&cfg) != AC_OK) {
-		fprintf(stderr, "%s: libsodium failed to initialise\n", PROGRAM);
-		return 1;
-	}
 	if (ac_provider_global_init() != AC_OK) {
 		fprintf(stderr, "%s: libcurl failed to initialise\n", PROGRAM);
 		return 1;
@@ -397,6 +397,9 @@ main(int argc, char **argv)
 			    "with a listening socket on fd 0 (spawn-fcgi, systemd)\n", PROGRAM);
 		return 1;
 	}
+	/* The dummy hash, once, before the workers fork (a CGI request never makes one it does not need). */
+	if (cfg.auth_mode == AC_AUTH_TOKEN)
+		ac_auth_prepare();
 	ac_log(AC_LOG_INFO, "serving %s with %d process%s of %d threads, database %s, AUTH=%s",
 	    cfg.socket_path[0] != '\0' ? cfg.socket_path : "fd 0", cfg.processes,
 	    cfg.processes == 1 ? "" : "es", cfg.threads, cfg.db_display,
