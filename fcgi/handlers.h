@@ -21,6 +21,8 @@ void ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_chat_active(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_models(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_openapi(struct ac_ctx *c, const struct ac_str *args);
+/* monitor.c: GET /metrics (METRICS=1, from METRICS_ALLOW addresses; else a 404). */
+void ac_h_metrics(struct ac_ctx *c, const struct ac_str *args);
 
 /*
  * identity.c: the request's user, for every route that acts on a user's chats.  From body's

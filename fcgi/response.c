@@ -22,9 +22,13 @@ reason(int status)
 	case 413: return "Content Too Large";
 	case 414: return "URI Too Long";
 	case 415: return "Unsupported Media Type";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
 	case 422: return "Unprocessable Entity";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
 	default: return "Unknown";
 	}
@@ -40,7 +44,7 @@ put(struct ac_ctx *c, const char *data, size_t len)
 }
 
 /* What browser code on another origin may read of an answer besides the basic headers. */
-#define CORS_EXPOSE "Access-Control-Expose-Headers: X-Has-More, Retry-After, Idempotent-Replayed\r\n"
+#define CORS_EXPOSE "Access-Control-Expose-Headers: X-Has-More, Retry-After, Idempotent-Replayed, X-Request-Id\r\n"
 
 static void
 add_cors(struct ac_ctx *c, struct ac_buf *h)
@@ -83,6 +87,10 @@ send_head(struct ac_ctx *c, long long content_length)
 			n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", content_length);
 			put(c, line, (size_t)n);
 		}
+	}
+	if (c->log.request_id[0] != '\0') {
+		n = snprintf(line, sizeof(line), "X-Request-Id: %s\r\n", c->log.request_id);
+		put(c, line, (size_t)n);
 	}
 	add_cors(c, &r->headers);
 	put(c, r->headers.data, r->headers.len);

@@ -10,23 +10,27 @@
 #define MAX_SEGS 5
 
 struct route {
+	const char *name;			/* the template: the log's and the metrics' "route" */
 	const char *segs[MAX_SEGS];		/* "{name}" matches any non-empty segment, passed to the handler */
 	ac_handler on[AC_METHOD_OTHER];	/* by method; HEAD falls back to GET */
 };
 
 static const struct route routes[] = {
-	{ { NULL }, { [AC_GET] = ac_h_root } },
-	{ { "health", NULL }, { [AC_GET] = ac_h_health } },
-	{ { "chats", NULL }, { [AC_GET] = ac_h_chat_list, [AC_POST] = ac_h_chat_create } },
-	{ { "chats", "{chat_id}", NULL },
+	{ "/", { NULL }, { [AC_GET] = ac_h_root } },
+	{ "/health", { "health", NULL }, { [AC_GET] = ac_h_health } },
+	{ "/chats", { "chats", NULL }, { [AC_GET] = ac_h_chat_list, [AC_POST] = ac_h_chat_create } },
+	{ "/chats/{chat_id}", { "chats", "{chat_id}", NULL },
 	    { [AC_GET] = ac_h_chat_get, [AC_PATCH] = ac_h_chat_rename, [AC_DELETE] = ac_h_chat_delete } },
-	{ { "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_message_list } },
-	{ { "chats", "{chat_id}", "regenerate", NULL }, { [AC_POST] = ac_h_chat_regenerate } },
-	{ { "chats", "{chat_id}", "active", NULL }, { [AC_PUT] = ac_h_chat_active } },
-	{ { "chats", "{chat_id}", "messages", "{message_id}", "edit" }, { [AC_POST] = ac_h_message_edit } },
-	{ { "chat", NULL }, { [AC_POST] = ac_h_chat_send } },
-	{ { "models", NULL }, { [AC_GET] = ac_h_models } },
-	{ { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi } },
+	{ "/chats/{chat_id}/messages", { "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_message_list } },
+	{ "/chats/{chat_id}/regenerate", { "chats", "{chat_id}", "regenerate", NULL },
+	    { [AC_POST] = ac_h_chat_regenerate } },
+	{ "/chats/{chat_id}/active", { "chats", "{chat_id}", "active", NULL }, { [AC_PUT] = ac_h_chat_active } },
+	{ "/chats/{chat_id}/messages/{message_id}/edit", { "chats", "{chat_id}", "messages", "{message_id}", "edit" },
+	    { [AC_POST] = ac_h_message_edit } },
+	{ "/chat", { "chat", NULL }, { [AC_POST] = ac_h_chat_send } },
+	{ "/models", { "models", NULL }, { [AC_GET] = ac_h_models } },
+	{ "/openapi.json", { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi } },
+	{ "/metrics", { "metrics", NULL }, { [AC_GET] = ac_h_metrics } },
 };
 
 static const char *const method_names[AC_METHOD_OTHER] = {
@@ -114,6 +118,7 @@ ac_route(struct ac_ctx *c)
 
 		if (!match(rt, &c->req.path, args))
 			continue;
+		c->log.route = rt->name;
 		h = m < AC_METHOD_OTHER ? rt->on[m] : NULL;
 		if (h == NULL && m == AC_HEAD)
 			h = rt->on[AC_GET];
@@ -131,6 +136,16 @@ ac_route(struct ac_ctx *c)
 		return;
 	}
 	ac_resp_error(c, 404, "Not Found");
+}
+
+int
+ac_routes_names(const char **out, int max)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && n < max; i++)
+		out[n++] = routes[i].name;
+	return n;
 }
 
 void

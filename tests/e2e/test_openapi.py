@@ -15,7 +15,7 @@ from harness import ROOT, WORKER, default_stack, test
 DOC_PATH = ROOT / "conf" / "docs" / "openapi.json"
 DOCS_DIR = ROOT / "conf" / "docs"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-TAGS = {"chats", "messages", "chat", "service"}
+TAGS = {"chats", "messages", "chat", "service", "monitoring", "openai"}
 LINT_TIMEOUT = 180
 
 try:
