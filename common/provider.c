@@ -48,6 +48,7 @@ struct ac_provider {
 	bool in_flight;		/* begun, and not yet ended (call_end) */
 	int64_t began;		/* ac_mono_us() */
 	int64_t first_piece;	/* ac_mono_us() of the first piece of reply text, 0: none yet */
+	const struct ac_llm_opts *opts;	/* for the next begin's request only */
 	struct curl_slist rid_node;	/* "X-Request-Id: ..." in front of headers, for this call */
 	char rid_header[AC_REQUEST_ID_MAX + 16];
 };
@@ -140,6 +141,7 @@ build_request(struct ac_provider *p, const struct ac_model *m, const struct ac_l
     size_t count, bool stream)
 {
 	static const char *const roles[] = { "system", "user", "assistant" };
+	const struct ac_llm_opts *o = p->opts;
 	struct ac_buf *b = &p->req;
 
 	ac_buf_reset(b, BUF_KEEP);
@@ -155,15 +157,24 @@ build_request(struct ac_provider *p, const struct ac_model *m, const struct ac_l
 		ac_json_str(b, msgs[i].content.ptr, msgs[i].content.len);
 		ac_buf_addc(b, '}');
 	}
-	ac_buf_printf(b, "],\"temperature\":%.3g,\"max_completion_tokens\":%lld", m->temperature,
-	    (long long)m->max_completion_tokens);
-	if (m->reasoning_effort[0] != '\0')
+	ac_buf_printf(b, "],\"temperature\":%.6g,\"max_completion_tokens\":%lld",
+	    o != NULL && o->has_temperature ? o->temperature : m->temperature,
+	    (long long)(o != NULL && o->max_tokens > 0 ? o->max_tokens : m->max_completion_tokens));
+	if (m->reasoning_effort[0] != '\0' && (o == NULL || !o->own_reasoning_effort))
 		ac_buf_printf(b, ",\"reasoning_effort\":\"%s\"", m->reasoning_effort);
+	if (o != NULL && o->extra != NULL)
+		ac_buf_add(b, o->extra, o->extra_len);
 	if (stream)
 		ac_buf_adds(b, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
 	else
 		ac_buf_adds(b, ",\"stream\":false");
 	ac_buf_addc(b, '}');
+}
+
+void
+ac_provider_set_opts(struct ac_provider *p, const struct ac_llm_opts *opts)
+{
+	p->opts = opts;
 }
 
 /* Fails the call with a reason; the first failure stands. */
@@ -568,10 +579,12 @@ ac_provider_begin(struct ac_provider *p, const struct ac_model *model, const str
 	p->deadline = ac_mono_us() + (int64_t)p->cfg->provider_timeout_s * 1000000;
 	p->last_sent = ac_mono_us();
 	if (p->cfg->api_key[0] == '\0') {
+		p->opts = NULL;
 		set_fail(res, AC_LLM_NO_KEY, "GROQ_API_KEY is not set");
 		return false;
 	}
 	build_request(p, model, msgs, count, stream);
+	p->opts = NULL;
 	if (ac_buf_err(&p->req) != AC_OK) {
 		set_fail(res, AC_LLM_REJECTED, "the request is too large to send");
 		return false;

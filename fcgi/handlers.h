@@ -21,6 +21,9 @@ void ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_chat_active(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_models(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_openapi(struct ac_ctx *c, const struct ac_str *args);
+/* openai.c: the OpenAI-compatible routes. */
+void ac_h_v1_models(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_v1_chat_completions(struct ac_ctx *c, const struct ac_str *args);
 /* monitor.c: GET /metrics (METRICS=1, from METRICS_ALLOW addresses; else a 404). */
 void ac_h_metrics(struct ac_ctx *c, const struct ac_str *args);
 

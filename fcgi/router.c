@@ -31,6 +31,8 @@ static const struct route routes[] = {
 	{ "/models", { "models", NULL }, { [AC_GET] = ac_h_models } },
 	{ "/openapi.json", { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi } },
 	{ "/metrics", { "metrics", NULL }, { [AC_GET] = ac_h_metrics } },
+	{ "/v1/models", { "v1", "models", NULL }, { [AC_GET] = ac_h_v1_models } },
+	{ "/v1/chat/completions", { "v1", "chat", "completions", NULL }, { [AC_POST] = ac_h_v1_chat_completions } },
 };
 
 static const char *const method_names[AC_METHOD_OTHER] = {

@@ -192,7 +192,11 @@ void ac_resp_message_missing(struct ac_ctx *c, int64_t message_id);
  * buffering); each event is flushed as it is written.  AC_EIO when the client has gone away.
  */
 void ac_resp_sse_begin(struct ac_ctx *c);
+/* An event; an event name of "" writes an unnamed one (only "data: ...", as OpenAI's streams). */
 enum ac_err ac_resp_sse_event(struct ac_ctx *c, const char *event, const char *data, size_t len);
+/* The head ac_resp_sse_begin would send, rendered into out instead (to be sent later, by the event
+ * loop: a stream whose head waits for the first piece of the reply). */
+void ac_resp_sse_head(struct ac_ctx *c, struct ac_buf *out);
 enum ac_err ac_resp_sse_comment(struct ac_ctx *c, const char *text);
 
 /* Sends what is pending, adding CORS headers; the request is complete after it. */
