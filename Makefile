@@ -45,7 +45,7 @@ FUZZ_TARGETS = body target sse
 REPLAYS = $(FUZZ_TARGETS:%=build/tests/replay_%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps docs run test unit e2e bench fuzz clean install uninstall test-deploy valgrind soak deb FORCE
+.PHONY: all deps docs sdk run test unit e2e bench fuzz clean install uninstall test-deploy valgrind soak deb FORCE
 SHELL = /bin/bash
 .DELETE_ON_ERROR:
 
@@ -159,13 +159,21 @@ conf/docs/node_modules/.package-lock.json: conf/docs/package.json conf/docs/pack
 	cd conf/docs && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The official openai npm package the OpenAI-compatible routes are tested with (tests/e2e/test_openai.py),
+# as tests/openai/package-lock.json pins it.
+sdk: tests/openai/node_modules/.package-lock.json
+
+tests/openai/node_modules/.package-lock.json: tests/openai/package.json tests/openai/package-lock.json
+	cd tests/openai && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 run: deps
 	@$(MAKE) --no-print-directory all docs
 	PORT=$(PORT) conf/stack.sh
 
 test: deps
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(DEB_PACKAGES)"
-	@$(MAKE) --no-print-directory all docs $(UNIT_TESTS) $(REPLAYS)
+	@$(MAKE) --no-print-directory all docs sdk $(UNIT_TESTS) $(REPLAYS)
 	@PYTHON=$(PYTHON) tests/run.sh $(UNIT_TESTS) $(REPLAYS)
 
 unit: $(UNIT_TESTS) $(REPLAYS)
