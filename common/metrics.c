@@ -641,7 +641,7 @@ ac_metrics_write(struct ac_buf *b)
 	for (int i = 0; i < AC_AUTH_COUNT; i++)
 		ac_buf_printf(b, "auth_failures_total{reason=\"%s\"} %llu\n", auth_names[i],
 		    (unsigned long long)load(&shm->auth[i]));
-	family(b, "rate_limited_total", "counter", "Requests answered 429, by the limit that refused them.");
+	family(b, "rate_limited_total", "counter", "Requests refused for a limit, by the limit (provider: calls the provider's rate limit ended, retries spent).");
 	for (int i = 0; i < AC_LIMIT_COUNT; i++)
 		ac_buf_printf(b, "rate_limited_total{limit=\"%s\"} %llu\n", limit_names[i],
 		    (unsigned long long)load(&shm->limited[i]));

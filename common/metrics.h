@@ -26,7 +26,7 @@ struct ac_config;
 
 /* Why a request was refused for a limit (rate_limited_total{limit}). */
 enum ac_metrics_limit {
-	AC_LIMIT_PROVIDER,		/* the provider's own 429, passed on to the client */
+	AC_LIMIT_PROVIDER,		/* the provider's own 429 ended the call (our retries spent) */
 	AC_LIMIT_USER_REQUESTS,		/* a user's requests per minute (fed by the limits) */
 	AC_LIMIT_USER_TOKENS,		/* a user's token quota */
 	AC_LIMIT_USER_CONCURRENT,	/* a user's chats at once */
