@@ -42,11 +42,12 @@ static const char *const outcome_names[OUTCOMES] = {
 static const char *const limit_names[AC_LIMIT_COUNT] = {
 	[AC_LIMIT_PROVIDER] = "provider", [AC_LIMIT_USER_REQUESTS] = "user_requests",
 	[AC_LIMIT_USER_TOKENS] = "user_tokens", [AC_LIMIT_USER_CONCURRENT] = "user_concurrent",
+	[AC_LIMIT_LOGIN] = "login",
 };
 
 static const char *const auth_names[AC_AUTH_COUNT] = {
 	[AC_AUTH_MISSING] = "missing", [AC_AUTH_MALFORMED] = "malformed", [AC_AUTH_INVALID] = "invalid",
-	[AC_AUTH_EXPIRED] = "expired", [AC_AUTH_REVOKED] = "revoked",
+	[AC_AUTH_EXPIRED] = "expired", [AC_AUTH_REVOKED] = "revoked", [AC_AUTH_PASSWORD] = "password",
 };
 
 /* Upper bounds in microseconds (the +Inf bucket is the count). */

@@ -30,16 +30,18 @@ enum ac_metrics_limit {
 	AC_LIMIT_USER_REQUESTS,		/* a user's requests per minute (fed by the limits) */
 	AC_LIMIT_USER_TOKENS,		/* a user's token quota */
 	AC_LIMIT_USER_CONCURRENT,	/* a user's chats at once */
+	AC_LIMIT_LOGIN,			/* failed logins per email or address (h_auth.c) */
 	AC_LIMIT_COUNT
 };
 
-/* Why an authentication failed (auth_failures_total{reason}; fed by the accounts). */
+/* Why an authentication failed (auth_failures_total{reason}; identity.c, h_auth.c). */
 enum ac_metrics_auth {
 	AC_AUTH_MISSING,	/* no credentials where some are required */
 	AC_AUTH_MALFORMED,	/* not a bearer token or key we can read */
 	AC_AUTH_INVALID,	/* a bad signature, an unknown key, a wrong password */
 	AC_AUTH_EXPIRED,
-	AC_AUTH_REVOKED,
+	AC_AUTH_REVOKED,	/* the account is gone, or logged out since (the token's version) */
+	AC_AUTH_PASSWORD,	/* a login with a wrong email or password */
 	AC_AUTH_COUNT
 };
 

@@ -109,6 +109,12 @@ model_object(struct ac_buf *b, const char *id, const char *owner, size_t owner_l
 }
 
 void
+ac_v1_refused(struct ac_ctx *c)
+{
+	ac_oai_reshape(c);
+}
+
+void
 ac_h_v1_models(struct ac_ctx *c, const struct ac_str *args)
 {
 	const struct ac_models *ms = &c->cfg->models;

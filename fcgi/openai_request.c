@@ -268,6 +268,7 @@ ac_oai_reshape(struct ac_ctx *c)
 	struct ac_json_error jerr;
 	char message[512] = "The request could not be read";
 	const char *type = "invalid_request_error", *code = NULL;
+	struct ac_buf kept;
 
 	if (c->resp.committed)
 		return;
@@ -286,5 +287,11 @@ ac_oai_reshape(struct ac_ctx *c)
 	} else if (status >= 500) {
 		type = "api_error";
 	}
+	/* The headers it had (WWW-Authenticate, Retry-After) stay. */
+	ac_buf_init(&kept, 8192);
+	ac_buf_add(&kept, c->resp.headers.data != NULL ? c->resp.headers.data : "", c->resp.headers.len);
 	ac_oai_error(c, status, type, NULL, code, message);
+	if (ac_buf_err(&kept) == AC_OK)
+		ac_buf_add(&c->resp.headers, kept.data != NULL ? kept.data : "", kept.len);
+	ac_buf_free(&kept);
 }

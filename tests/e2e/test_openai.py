@@ -9,6 +9,8 @@ import threading
 import time
 
 from harness import ROOT, Stack, test
+from api import expect
+from auth_util import TOKEN_ENV, account, bearer
 from provider import all_rows, model_env, new_chat, shared, shared_provider, tag
 
 SDK_DIR = ROOT / "tests" / "openai"
@@ -215,22 +217,20 @@ def openai_streams_wait_on_the_event_loop_not_on_threads():
         assert took < 5, f"8 completions of 2 s on 2 threads took {took:.1f} s: they held threads"
 
 
-@test
-def openai_sdk_runs_against_the_stack():
+def run_sdk(s, user, chat_id, api_key=None, bad_key=False):
+    """tests/openai/sdk_check.mjs against s: (what it saw, the chat's rows after)."""
     node = shutil.which("node")
     assert node, "node is not installed (make deps)"
     assert (SDK_DIR / "node_modules" / "openai").is_dir(), \
-        f"{SDK_DIR}/node_modules is missing: run npm ci in tests/openai (make test does)"
-    p = shared_provider()
-    with Stack(env=model_env(p, PROVIDER_RETRIES="0")) as s:
-        user, chat_id = new_chat(s)
-        t = tag()
-        out = subprocess.run([node, str(SDK_DIR / "sdk_check.mjs")], capture_output=True, text=True, timeout=120,
-                             cwd=SDK_DIR, env={**os.environ, "BASE_URL": s.url + "/v1", "TAG": t, "USER_ID": user,
-                                               "CHAT_ID": chat_id})
-        assert out.returncode == 0, f"node exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        rows = all_rows(s, chat_id)
+        f"{SDK_DIR}/node_modules is missing: run npm ci in tests/openai (make sdk; make test does)"
+    t = tag()
+    env = {**os.environ, "BASE_URL": s.url + "/v1", "TAG": t, "USER_ID": user, "CHAT_ID": chat_id,
+           "API_KEY": api_key or "", "BAD_KEY": "1" if bad_key else "0"}
+    out = subprocess.run([node, str(SDK_DIR / "sdk_check.mjs")], capture_output=True, text=True, timeout=120,
+                         cwd=SDK_DIR, env=env)
+    assert out.returncode == 0, f"node exited {out.returncode}:\n{out.stdout}\n{out.stderr}"
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    rows = all_rows(s, chat_id)
     assert [m["id"] for m in r["models"]][:3] == ["fast", "balanced", "smart"], r["models"]
     assert r["plain"]["content"] == f"Echo: plain {t}" and r["plain"]["role"] == "assistant", r["plain"]
     assert r["plain"]["finish"] == "stop" and r["plain"]["usage"]["total_tokens"] > 0, r["plain"]
@@ -251,3 +251,32 @@ def openai_sdk_runs_against_the_stack():
     assert e["apiError"] and "mid-reply" in e["message"], e
     assert r["stored"]["content"] == f"Echo: stored {t}", r["stored"]
     assert [(x["role"], x["content"]) for x in rows[-2:]] == [("user", f"stored {t}"), ("assistant", f"Echo: stored {t}")]
+    return r
+
+
+@test
+def openai_sdk_runs_against_the_stack():
+    p = shared_provider()
+    with Stack(env=model_env(p, PROVIDER_RETRIES="0")) as s:
+        user, chat_id = new_chat(s)
+        run_sdk(s, user, chat_id)
+
+
+@test
+def openai_sdk_with_accounts_uses_the_token_as_its_key():
+    p = shared_provider()
+    with Stack(env=model_env(p, PROVIDER_RETRIES="0", **TOKEN_ENV)) as s:
+        user, _, token = account(s, "sdk")
+        _, chat = expect(s, "POST", "/chats", 201, json={"title": "SDK"}, headers=bearer(token))
+        r = run_sdk(s, "ignored-in-token-mode", chat["id"], api_key=token, bad_key=True)
+        for key in ("badKeyModels", "badKeyChat"):
+            e = r[key]
+            assert e["authentication"] and e["status"] == 401 and e["code"] == "invalid_api_key", e
+        # The chat stored into is the token's user's: no user_id needed, another's chat refused.
+        _, _, other = account(s, "other")
+        resp = s.request("POST", "/v1/chat/completions", json={"model": "fast", "messages": [
+            {"role": "user", "content": "x"}]}, headers={**bearer(other), "X-Chat-Id": chat["id"]})
+        error_of(resp, 404, code="chat_not_found", param="X-Chat-Id")
+        resp = s.request("GET", "/v1/models")
+        e = error_of(resp, 401, code="invalid_api_key", type_="authentication_error")
+        assert resp.headers.get("www-authenticate") == "Bearer", resp.headers

@@ -1,12 +1,13 @@
 // The official openai npm package (pinned in package-lock.json) against the stack: run by
 // tests/e2e/test_openai_sdk.py with BASE_URL (the stack's /v1), TAG (unique text), USER_ID and CHAT_ID
-// (a chat of that user's).  Prints one JSON object: what each step saw; the Python side asserts.
+// (a chat of that user's), API_KEY (AUTH=token: a token of ours; else anything), BAD_KEY=1 (also try a
+// wrong key).  Prints one JSON object: what each step saw; the Python side asserts.
 import OpenAI from "openai";
 
 const base = process.env.BASE_URL;
 const tag = process.env.TAG;
-const client = new OpenAI({ baseURL: base, apiKey: "sk-anything", maxRetries: 0, timeout: 20000,
-    defaultQuery: { user_id: process.env.USER_ID } });
+const client = new OpenAI({ baseURL: base, apiKey: process.env.API_KEY || "sk-anything", maxRetries: 0,
+    timeout: 20000, defaultQuery: { user_id: process.env.USER_ID } });
 const out = {};
 
 async function caught(fn) {
@@ -73,5 +74,14 @@ out.midStream = await caught(async () => {
 const stored = await client.chat.completions.create({ model: "fast",
     messages: [{ role: "user", content: `stored ${tag}` }] }, { headers: { "X-Chat-Id": process.env.CHAT_ID } });
 out.stored = { content: stored.choices[0].message.content };
+
+if (process.env.BAD_KEY === "1") {
+    const wrong = new OpenAI({ baseURL: base, apiKey: "sk-not-a-token", maxRetries: 0 });
+    out.badKeyModels = await caught(async () => { for await (const _ of wrong.models.list()) { /* refused */ } });
+    out.badKeyChat = await caught(() => wrong.chat.completions.create({ model: "fast",
+        messages: [{ role: "user", content: "hi" }] }));
+    for (const k of ["badKeyModels", "badKeyChat"])
+        out[k].authentication = out[k].thrown === "AuthenticationError";
+}
 
 console.log(JSON.stringify(out));
