@@ -279,11 +279,14 @@ observe(struct hist *h, const int64_t *bounds, int nb, int64_t us)
 static int
 route_index(const char *route)
 {
-	if (route != NULL) {
-		for (int i = 0; i < nroutes; i++)
-			if (route == route_names[i] || strcmp(route, route_names[i]) == 0)
-				return i;
-	}
+	if (route == NULL)
+		return nroutes;
+	for (int i = 0; i < nroutes; i++)	/* the router's own strings: the pointer says */
+		if (route == route_names[i])
+			return i;
+	for (int i = 0; i < nroutes; i++)
+		if (strcmp(route, route_names[i]) == 0)
+			return i;
 	return nroutes;	/* "other" */
 }
 

@@ -214,7 +214,7 @@ def openai_streams_wait_on_the_event_loop_not_on_threads():
             th.join(30)
         took = time.monotonic() - started
         assert results == [200] * 8, results
-        assert took < 5, f"8 completions of 2 s on 2 threads took {took:.1f} s: they held threads"
+        assert took < 6, f"8 completions of 2 s on 2 threads took {took:.1f} s: they held threads (8 s)"
 
 
 def run_sdk(s, user, chat_id, api_key=None, bad_key=False):
