@@ -280,3 +280,26 @@ def openai_sdk_with_accounts_uses_the_token_as_its_key():
         resp = s.request("GET", "/v1/models")
         e = error_of(resp, 401, code="invalid_api_key", type_="authentication_error")
         assert resp.headers.get("www-authenticate") == "Bearer", resp.headers
+
+
+@test
+def openai_without_the_event_loop_answers_the_same():
+    # EVENT_LOOP=0 (and CGI): the thread makes the call and writes the stream itself.
+    p = shared_provider()
+    with Stack(env=model_env(p, EVENT_LOOP="0", PROVIDER_RETRIES="0", WORKER_PROCESSES="1",
+                             WORKER_THREADS="4")) as s:
+        t = tag()
+        resp = complete(s, {"model": "fast", "messages": [{"role": "user", "content": f"plain {t}"}]})
+        assert resp.status == 200 and resp.data()["choices"][0]["message"]["content"] == f"Echo: plain {t}"
+        resp = complete(s, {"model": "fast", "stream": True, "stream_options": {"include_usage": True},
+                            "messages": [{"role": "user", "content": f"stream {t}"}]})
+        stream_id = resp.headers["x-request-id"]
+        chunks = [json.loads(d) for d in sse_data(resp.body)[:-1]]
+        assert chunks[0]["choices"][0]["delta"]["role"] == "assistant", chunks
+        assert "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"]) == \
+            f"Echo: stream {t}"
+        assert chunks[-1]["usage"]["completion_tokens"] == 3, chunks
+        resp = complete(s, {"model": "fast", "stream": True,
+                            "messages": [{"role": "user", "content": f"limited {t} #fault=429 #retry_after=0"}]})
+        error_of(resp, 429, code="rate_limit_exceeded")
+        assert p.request_ids_for(f"stream {t}") == [stream_id]   # the thread's call sends the id too
