@@ -10,7 +10,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from harness import WORKER, Stack, free_port, test
+from harness import ROOT, WORKER, Stack, free_port, test
 from provider import model_env, new_chat, send, shared, shared_provider, stream_chat, tag
 
 NGINX_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -238,3 +238,17 @@ def metrics_prometheus_scrapes_the_stack_and_counts_our_requests():
                 proc.kill()
                 proc.wait()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
+def every_shipped_nginx_configuration_passes_the_request_id():
+    found = []
+    for path in [ROOT / "nginx.conf.example", *sorted((ROOT / "conf").glob("*.conf"))]:
+        text = path.read_text()
+        if "fastcgi_pass" not in text:
+            continue
+        found.append(path.name)
+        passes = len(re.findall(r"^\s*fastcgi_pass\s", text, re.M))
+        ids = len(re.findall(r"^\s*fastcgi_param REQUEST_ID\s+\$request_id;", text, re.M))
+        assert ids == passes, f"{path}: {passes} fastcgi_pass, {ids} fastcgi_param REQUEST_ID $request_id"
+    assert "nginx.conf.example" in found and "nginx-site.conf" in found, found
