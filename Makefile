@@ -30,9 +30,9 @@ DEB_PACKAGES = debhelper dpkg-dev fakeroot lintian debootstrap
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/metrics.c common/models.c \
 	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/db_pg_pool.c common/repo.c common/repo_send.c \
-	common/repo_tree.c common/repo_users.c common/auth.c \
+	common/repo_tree.c common/repo_users.c common/repo_keys.c common/auth.c \
 	common/sse.c common/util.c common/valid.c
-FCGI_SRC = fcgi/chat.c fcgi/chat_routes.c fcgi/cli_db.c fcgi/cli_user.c fcgi/h_admin.c fcgi/h_auth.c fcgi/listen_tcp.c \
+FCGI_SRC = fcgi/chat.c fcgi/chat_routes.c fcgi/cli_db.c fcgi/cli_user.c fcgi/h_admin.c fcgi/h_auth.c fcgi/h_keys.c fcgi/listen_tcp.c \
 	fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c fcgi/loop_wire.c \
 	fcgi/monitor.c fcgi/openai.c fcgi/openai_request.c fcgi/pages.c fcgi/record.c fcgi/reqlog.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c fcgi/watch.c
 SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))

@@ -24,6 +24,7 @@ enum {
 	AC_SQL_LIMITS = 128,
 	AC_SQL_KEEP = 160,
 	AC_SQL_OPS = 192,
+	AC_SQL_KEYS = 256,	/* repo_keys.c */
 };
 
 /* Statement base + i of table (an array of struct ac_sql), ready to bind. */

@@ -34,6 +34,7 @@ static const struct table tables[] = {
 	    "sssiiii", NULL },
 	{ "users", "id, email, password_hash, role, token_version, subject, created_at", "ssssisi", NULL },
 	{ "login_attempts", "kind, key, at", "ssi", NULL },
+	{ "api_keys", "id, user_id, name, prefix, key_hash, created_at, last_used_at", "sssssii", NULL },
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 
