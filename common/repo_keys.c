@@ -21,7 +21,9 @@ enum {
 };
 
 static const struct ac_sql sql[S_COUNT] = {
-	[S_KEY_COUNT] = { "SELECT count(*) FROM api_keys WHERE user_id = $1", NULL },
+	/* -1: no such account; else its keys */
+	[S_KEY_COUNT] = { "SELECT CASE WHEN EXISTS (SELECT 1 FROM users WHERE id = $1) "
+	    "THEN (SELECT count(*) FROM api_keys WHERE user_id = $1) ELSE -1 END", NULL },
 	[S_KEY_INSERT] = { "INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at) "
 	    "VALUES ($1, $2, $3, $4, $5, $6) RETURNING " KEY_COLUMNS, NULL },
 	[S_KEY_LIST] = { "SELECT " KEY_COLUMNS " FROM api_keys WHERE user_id = $1 ORDER BY created_at, id", NULL },
@@ -127,8 +129,8 @@ ac_repo_key_create(struct ac_repo *r, struct ac_str user_id, struct ac_str name,
 	ac_db_bind_str(s, 1, user_id);
 	if ((err = ac_repo_one_int(s, &n)) != AC_OK)
 		goto out;
-	if (n >= AC_KEYS_PER_USER_MAX) {
-		err = AC_ETOOBIG;
+	if (n < 0 || n >= AC_KEYS_PER_USER_MAX) {
+		err = n < 0 ? AC_ENOTFOUND : AC_ETOOBIG;
 		goto out;
 	}
 	if ((err = stmt(r, S_KEY_INSERT, &s)) != AC_OK)
@@ -141,9 +143,8 @@ ac_repo_key_create(struct ac_repo *r, struct ac_str user_id, struct ac_str name,
 	ac_db_bind_int(s, 6, ac_now_us());
 	err = each_key(s, fn, arg);
 	if (err == AC_ENOTFOUND)
-		err = AC_EDB;	/* RETURNING gave no row (a missing account is the foreign key's error) */
+		err = AC_EDB;	/* RETURNING gave no row */
 out:
-	/* A foreign key naming no account: nothing was written. */
 	return ac_repo_end(r, err);
 }
 
