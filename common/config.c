@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "util.h"
 
 #define DOTENV_MAX (64 * 1024)
@@ -455,6 +456,34 @@ load_auth(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	return AC_OK;
 }
 
+/* LOG_FORMAT, TRUST_REQUEST_ID, METRICS, METRICS_ALLOW (checked by common/metrics.c). */
+static enum ac_err
+load_ops(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
+{
+	char tmp[64];
+	const char *v;
+	long long n;
+	enum ac_err err;
+
+	if ((err = setting("LOG_FORMAT", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
+	if (v != NULL && *v != '\0' && strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
+		snprintf(msg, msg_size, "LOG_FORMAT: '%s' is not text or json", v);
+		return AC_EINVAL;
+	}
+	cfg->log_json = v != NULL && strcmp(v, "json") == 0;
+	if ((err = get_int("TRUST_REQUEST_ID", dotenv, 0, 0, 1, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->trust_request_id = (int)n;
+	if ((err = get_int("METRICS", dotenv, 0, 0, 1, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->metrics = (int)n;
+	if ((err = get_str("METRICS_ALLOW", dotenv, "127.0.0.0/8,::1", cfg->metrics_allow,
+	    sizeof(cfg->metrics_allow), msg, msg_size)) != AC_OK)
+		return err;
+	return ac_metrics_allow_check(cfg->metrics_allow, msg, msg_size);
+}
+
 /* The settings, with dotenv the text of the .env file (NULL: none). */
 static enum ac_err
 load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
@@ -559,7 +588,9 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	if ((err = get_int("LOG_CONTENT", dotenv, 0, 0, 1, &n, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->log_content = (int)n;
-	return load_auth(cfg, dotenv, msg, msg_size);
+	if ((err = load_auth(cfg, dotenv, msg, msg_size)) != AC_OK)
+		return err;
+	return load_ops(cfg, dotenv, msg, msg_size);
 }
 
 enum ac_err

@@ -64,6 +64,12 @@ struct ac_config {
 	enum ac_log_level log_level;	/* LOG_LEVEL */
 	char log_file[AC_PATH_MAX];	/* LOG_FILE: empty for stderr */
 	int log_content;		/* LOG_CONTENT: message content in debug lines */
+	int log_json;			/* LOG_FORMAT=json: one JSON object per line */
+	int trust_request_id;		/* TRUST_REQUEST_ID: a client's X-Request-Id is taken as the request's */
+
+	/* Monitoring (common/metrics.h). */
+	int metrics;			/* METRICS: GET /metrics answers, and the counters count */
+	char metrics_allow[1024];	/* METRICS_ALLOW: addresses or CIDR ranges, comma-separated */
 
 	/* Accounts (load_auth in config.c; README "Accounts"). */
 	enum ac_auth_mode auth_mode;	/* AUTH */

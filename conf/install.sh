@@ -120,9 +120,9 @@ do_install() {
         say "installed the settings file $settings (set GROQ_API_KEY there)"
     fi
     # AUTH=token (the default) signs its tokens with JWT_SECRET: a random one, once, when the settings
-    # file has none (never replaced, so an upgrade keeps every token valid).  NO_SECRET=1 (a package's
-    # build: each host's secret is made on it, by the package's postinst) writes none.
-    if [ "${NO_SECRET:-0}" != 1 ] && ! grep -q '^[[:space:]]*\(export[[:space:]]\+\)\?JWT_SECRET=..*' "$DESTDIR$settings"; then
+    # file has none (never replaced, so an upgrade keeps every token valid).  Not into a package
+    # (NO_SECRET=1, debian/rules): its postinst makes one per host.
+    if [ -z "${NO_SECRET:-}" ] && ! grep -q '^[[:space:]]*\(export[[:space:]]\+\)\?JWT_SECRET=..*' "$DESTDIR$settings"; then
         secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
         printf '\n# Written by conf/install.sh: the secret bearer tokens are signed with (keep it secret).\nJWT_SECRET=%s\n' \
             "$secret" >> "$DESTDIR$settings"

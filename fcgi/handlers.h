@@ -21,6 +21,13 @@ void ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_chat_active(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_models(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_openapi(struct ac_ctx *c, const struct ac_str *args);
+/* openai.c: the OpenAI-compatible routes. */
+void ac_h_v1_models(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_v1_chat_completions(struct ac_ctx *c, const struct ac_str *args);
+/* A /v1 request refused before its handler (401, 403, ...): the answer again, in OpenAI's shape. */
+void ac_v1_refused(struct ac_ctx *c);
+/* monitor.c: GET /metrics (METRICS=1, from METRICS_ALLOW addresses; else a 404). */
+void ac_h_metrics(struct ac_ctx *c, const struct ac_str *args);
 
 /* h_auth.c: the /auth routes */
 void ac_h_auth_register(struct ac_ctx *c, const struct ac_str *args);
