@@ -10,6 +10,7 @@
 
 #include "db.h"
 #include "err.h"
+#include "limits.h"
 #include "log.h"
 #include "models.h"
 
@@ -56,6 +57,12 @@ struct ac_config {
 	enum ac_log_level log_level;	/* LOG_LEVEL */
 	char log_file[AC_PATH_MAX];	/* LOG_FILE: empty for stderr */
 	int log_content;		/* LOG_CONTENT: message content in debug lines */
+
+	/* Operations. */
+	struct ac_limits_conf limits;	/* CHAT_RATE_PER_MINUTE, TOKENS_PER_DAY, CHAT_CONCURRENCY_PER_USER */
+	int auto_title;			/* AUTO_TITLE: a chat's first exchange titles it */
+	int retention_days;		/* RETENTION_DAYS: chats not updated for this long are deleted (0: never) */
+	int retention_interval_s;	/* RETENTION_INTERVAL_S: how often a worker looks */
 };
 
 #define AC_DEFAULT_SYSTEM_PROMPT \

@@ -75,6 +75,8 @@ struct send {
 	bool stream;
 	struct ac_send state;
 	bool finished;			/* the send's reply row is settled */
+	bool admitted;			/* past the per-user limits, not yet released (send_limits.c) */
+	int64_t slot;			/* the generation slot it holds (0: none) */
 
 	/* The context, gathered newest first. */
 	struct ac_buf text;		/* the messages' contents, one after another */
@@ -122,6 +124,16 @@ send_free(struct send *s)
 	ac_provider_free(s->call);
 	free(s->owned);
 	free(s);
+}
+
+/* The admitted send's end, once: its generation slot given back, the provider's tokens counted. */
+static void
+limits_end(struct send *s, int64_t tokens)
+{
+	if (!s->admitted)
+		return;
+	s->admitted = false;
+	ac_send_release(s->c, s->user_id, s->slot, tokens);
 }
 
 /* The request's strings the send still needs once the request's own memory is gone. */
@@ -470,6 +482,7 @@ finish(struct send *s)
 	else
 		reply.outcome = res->text.len > 0 ? AC_REPLY_INCOMPLETE : AC_REPLY_FAILED;
 	err = settle(s, &reply, &id, &created);
+	limits_end(s, res->prompt_tokens + res->completion_tokens);
 	if (res->fail != AC_LLM_OK) {
 		if (res->fail == AC_LLM_CANCELLED && c->resp.failed)
 			return;	/* nobody to tell */
@@ -779,6 +792,9 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		too_long(c, s->model, estimate_tokens(message.len));
 		goto out;
 	}
+	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
+		goto out;
+	s->admitted = true;
 	err = ac_repo_send_begin(c->repo, s->chat_id, s->user_id, message, s->idem_key, lock_until(c->cfg),
 	    &s->state);
 	if (err != AC_OK) {
@@ -789,8 +805,10 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 out:
 	json_object_put(body);
 	ac_verrs_free(&v);
-	if (!c->parked)
+	if (!c->parked) {
+		limits_end(s, 0);
 		send_free(s);
+	}
 }
 
 void
@@ -818,6 +836,9 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
 		goto out;
 	}
+	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
+		goto out;
+	s->admitted = true;
 	err = ac_repo_regenerate_begin(c->repo, s->chat_id, s->user_id, lock_until(c->cfg), &s->state);
 	if (err != AC_OK) {
 		ac_resp_repo_error(c, err, s->chat_id);
@@ -827,8 +848,10 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 out:
 	json_object_put(body);
 	ac_verrs_free(&v);
-	if (!c->parked)
+	if (!c->parked) {
+		limits_end(s, 0);
 		send_free(s);
+	}
 }
 
 void
@@ -901,6 +924,9 @@ ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
 		too_long(c, s->model, estimate_tokens(content.len));
 		goto out;
 	}
+	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
+		goto out;
+	s->admitted = true;
 	err = ac_repo_edit_begin(c->repo, s->chat_id, s->user_id, message_id, content, lock_until(c->cfg),
 	    &s->state);
 	if (err != AC_OK) {
@@ -915,6 +941,8 @@ ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
 out:
 	json_object_put(body);
 	ac_verrs_free(&v);
-	if (!c->parked)
+	if (!c->parked) {
+		limits_end(s, 0);
 		send_free(s);
+	}
 }

@@ -32,6 +32,9 @@ static const struct table tables[] = {
 	    "(SELECT coalesce(max(id), 0) + 1 FROM messages), false)" },
 	{ "idempotency_keys", "user_id, key, chat_id, user_message_id, reply_message_id, locked_until, created_at",
 	    "sssiiii", NULL },
+	{ "user_limits", "user_id, rate_tat, token_day, tokens", "siii", NULL },
+	{ "generation_slots", "id, user_id, until", "isi", "SELECT setval(pg_get_serial_sequence('generation_slots', "
+	    "'id'), (SELECT coalesce(max(id), 0) + 1 FROM generation_slots), false)" },
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 
@@ -249,7 +252,7 @@ ac_cli_db(const struct ac_config *cfg, int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: ai-chat-fcgi db copy FROM_URL TO_URL [--force]\n"
-	    "Copies every chat, message and idempotency key (ids and timestamps kept) from one database to\n"
+	    "Copies every chat, message, idempotency key and per-user limit count (ids and timestamps kept) from one database to\n"
 	    "another (sqlite:///path or postgresql://...), refusing a target that is not empty unless --force.\n");
 	return 2;
 }

@@ -28,6 +28,15 @@ void ac_h_openapi(struct ac_ctx *c, const struct ac_str *args);
  */
 bool ac_request_user(struct ac_ctx *c, struct ac_verrs *v, struct json_object *body, struct ac_str *user_id);
 
+/*
+ * send_limits.c: the per-user send limits.  ac_send_admit admits a send of user_id before it stores
+ * anything (*slot: the generation slot it holds, 0 for none), or answers the 429 (or a 503) itself
+ * and returns false.  ac_send_release, once at the admitted send's end, gives the slot back and
+ * counts the provider's tokens.
+ */
+bool ac_send_admit(struct ac_ctx *c, struct ac_str user_id, int64_t slot_until, int64_t *slot);
+void ac_send_release(struct ac_ctx *c, struct ac_str user_id, int64_t slot, int64_t tokens);
+
 /* conf/docs/openapi.json, compiled in (build/openapi_doc.c). */
 extern const char ac_openapi_doc[];
 extern const size_t ac_openapi_doc_len;

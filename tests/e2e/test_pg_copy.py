@@ -10,7 +10,8 @@ from api import chat_path, create_chat, expect, insert_messages, new_user, qs
 from harness import SETTINGS, WORKER, Stack, pg_cluster, postgres_only, test
 from provider import FakeProvider, model_env, send, tag
 
-TABLES = {"chats": "id", "messages": "id", "idempotency_keys": "user_id, key"}
+TABLES = {"chats": "id", "messages": "id", "idempotency_keys": "user_id, key", "user_limits": "user_id",
+          "generation_slots": "id"}
 
 
 def db_copy(*args):
@@ -27,7 +28,9 @@ def everything(s):
                    "messages": "id, chat_id, parent_id, role, CAST(content AS BLOB), created_at, model, "
                                "prompt_tokens, completion_tokens, incomplete, active, state, locked_until",
                    "idempotency_keys": "CAST(user_id AS BLOB), CAST(key AS BLOB), chat_id, user_message_id, "
-                                       "reply_message_id, locked_until, created_at"}[table]
+                                       "reply_message_id, locked_until, created_at",
+                   "user_limits": "CAST(user_id AS BLOB), rate_tat, token_day, tokens",
+                   "generation_slots": "id, CAST(user_id AS BLOB), until"}[table]
         out[table] = s.sql(f"SELECT {columns} FROM {table} ORDER BY {order}")
     return out
 
@@ -54,7 +57,8 @@ def copy_sqlite_to_postgres_and_back_keeps_everything():
     try:
         source = f"sqlite:///{keep / 'source.db'}"
         users = [new_user("copy"), "nul\u0000user \u00e9\U0001F600"]
-        with FakeProvider() as p, Stack(env=model_env(p), database_url=source, db_file=keep / "source.db") as s:
+        with FakeProvider() as p, Stack(env=model_env(p, CHAT_RATE_PER_MINUTE="100", TOKENS_PER_DAY="1000000"),
+                                        database_url=source, db_file=keep / "source.db") as s:
             for user in users:
                 for i in range(3):
                     chat = create_chat(s, user, f"title {i} \u0000 \u00fc")
@@ -63,11 +67,11 @@ def copy_sqlite_to_postgres_and_back_keeps_everything():
                                            headers={"Idempotency-Key": f"key-{i}-{tag()}"})
                     assert status == 200, data
             before, api_before = everything(s), {u: answers(s, [u]) for u in users}
-        assert [len(before[t]) for t in TABLES] == [6, 42, 6], {t: len(r) for t, r in before.items()}
+        assert [len(before[t]) for t in TABLES] == [6, 42, 6, 2, 0], {t: len(r) for t, r in before.items()}
 
         status, out = db_copy(source, target)
         assert status == 0, out
-        assert "chats 6, messages 42, idempotency_keys 6" in out, out
+        assert "chats 6, messages 42, idempotency_keys 6, user_limits 2, generation_slots 0" in out, out
         with Stack(database_url=target) as s:
             # every table of the schema is one the copy knows (a migration's new table goes into
             # fcgi/cli_db.c's list)
