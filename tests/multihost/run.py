@@ -122,6 +122,8 @@ class Host:
             "GROQ_API_KEY": "test-key", "GROQ_BASE_URL": f"http://127.0.0.1:{self.provider_port}/v1",
             "MODELS_FILE": os.path.join(TOP, "conf", "models.conf"), "PROVIDER_TIMEOUT_S": "3",
             "PROVIDER_RETRIES": "0", "LOG_LEVEL": "warn",
+            # the per-user limits off: these tests send many messages as one user at once
+            "CHAT_RATE_PER_MINUTE": "0", "CHAT_CONCURRENCY_PER_USER": "0",
         })
         self.worker = None
         self.start()
