@@ -35,6 +35,7 @@ static const struct table tables[] = {
 	{ "user_limits", "user_id, rate_tat, token_day, tokens", "siii", NULL },
 	{ "generation_slots", "id, user_id, until", "isi", "SELECT setval(pg_get_serial_sequence('generation_slots', "
 	    "'id'), (SELECT coalesce(max(id), 0) + 1 FROM generation_slots), false)" },
+	{ "ops_leases", "name, holder, until", "ssi", NULL },
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 

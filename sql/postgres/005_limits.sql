@@ -14,3 +14,10 @@ CREATE TABLE generation_slots (
 );
 
 CREATE INDEX generation_slots_by_user ON generation_slots (user_id, until);
+
+-- Leases for work one process at a time does, on every host (as sql/sqlite/005_limits.sql).
+CREATE TABLE ops_leases (
+    name   text PRIMARY KEY,
+    holder text NOT NULL,
+    until  bigint NOT NULL
+);

@@ -22,3 +22,11 @@ CREATE TABLE generation_slots (
 );
 
 CREATE INDEX generation_slots_by_user ON generation_slots (user_id, until);
+
+-- Leases for work one process at a time does, on every host (retention, RETENTION_DAYS): a process
+-- takes a lease by name when it is free or has run out, until "until"; holder names the process.
+CREATE TABLE ops_leases (
+    name   TEXT PRIMARY KEY NOT NULL,
+    holder TEXT NOT NULL,
+    until  INTEGER NOT NULL
+);

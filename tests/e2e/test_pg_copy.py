@@ -11,7 +11,7 @@ from harness import SETTINGS, WORKER, Stack, pg_cluster, postgres_only, test
 from provider import FakeProvider, model_env, send, tag
 
 TABLES = {"chats": "id", "messages": "id", "idempotency_keys": "user_id, key", "user_limits": "user_id",
-          "generation_slots": "id"}
+          "generation_slots": "id", "ops_leases": "name"}
 
 
 def db_copy(*args):
@@ -30,7 +30,8 @@ def everything(s):
                    "idempotency_keys": "CAST(user_id AS BLOB), CAST(key AS BLOB), chat_id, user_message_id, "
                                        "reply_message_id, locked_until, created_at",
                    "user_limits": "CAST(user_id AS BLOB), rate_tat, token_day, tokens",
-                   "generation_slots": "id, CAST(user_id AS BLOB), until"}[table]
+                   "generation_slots": "id, CAST(user_id AS BLOB), until",
+                   "ops_leases": "name, holder, until"}[table]
         out[table] = s.sql(f"SELECT {columns} FROM {table} ORDER BY {order}")
     return out
 
@@ -67,11 +68,11 @@ def copy_sqlite_to_postgres_and_back_keeps_everything():
                                            headers={"Idempotency-Key": f"key-{i}-{tag()}"})
                     assert status == 200, data
             before, api_before = everything(s), {u: answers(s, [u]) for u in users}
-        assert [len(before[t]) for t in TABLES] == [6, 42, 6, 2, 0], {t: len(r) for t, r in before.items()}
+        assert [len(before[t]) for t in TABLES] == [6, 42, 6, 2, 0, 0], {t: len(r) for t, r in before.items()}
 
         status, out = db_copy(source, target)
         assert status == 0, out
-        assert "chats 6, messages 42, idempotency_keys 6, user_limits 2, generation_slots 0" in out, out
+        assert "chats 6, messages 42, idempotency_keys 6, user_limits 2, generation_slots 0, ops_leases 0" in out, out
         with Stack(database_url=target) as s:
             # every table of the schema is one the copy knows (a migration's new table goes into
             # fcgi/cli_db.c's list)
