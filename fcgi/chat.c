@@ -77,6 +77,7 @@ struct send {
 	bool finished;			/* the send's reply row is settled */
 	bool admitted;			/* past the per-user limits, not yet released (send_limits.c) */
 	int64_t slot;			/* the generation slot it holds (0: none) */
+	bool titles;			/* POST /chat: a first exchange names the chat (auto_title.c) */
 
 	/* The context, gathered newest first. */
 	struct ac_buf text;		/* the messages' contents, one after another */
@@ -529,6 +530,8 @@ finish(struct send *s)
 	    res->completion_tokens);
 	if (s->stream && ac_buf_err(b) == AC_OK)
 		(void)ac_resp_sse_event(c, "done", b->data, b->len);
+	if (s->titles && s->state.state == AC_SEND_NEW)
+		ac_auto_title(c, s->chat_id, s->user_id);
 }
 
 /*
@@ -795,6 +798,7 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
 		goto out;
 	s->admitted = true;
+	s->titles = true;
 	err = ac_repo_send_begin(c->repo, s->chat_id, s->user_id, message, s->idem_key, lock_until(c->cfg),
 	    &s->state);
 	if (err != AC_OK) {

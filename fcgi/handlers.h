@@ -37,6 +37,12 @@ bool ac_request_user(struct ac_ctx *c, struct ac_verrs *v, struct json_object *b
 bool ac_send_admit(struct ac_ctx *c, struct ac_str user_id, int64_t slot_until, int64_t *slot);
 void ac_send_release(struct ac_ctx *c, struct ac_str user_id, int64_t slot, int64_t tokens);
 
+/*
+ * auto_title.c: after a send's reply was stored, names the chat (AUTO_TITLE) once the answer has
+ * gone, if this was its first exchange and it has no title.
+ */
+void ac_auto_title(struct ac_ctx *c, struct ac_str chat_id, struct ac_str user_id);
+
 /* conf/docs/openapi.json, compiled in (build/openapi_doc.c). */
 extern const char ac_openapi_doc[];
 extern const size_t ac_openapi_doc_len;

@@ -124,6 +124,7 @@ class Host:
             "PROVIDER_RETRIES": "0", "LOG_LEVEL": "warn",
             # the per-user limits off: these tests send many messages as one user at once
             "CHAT_RATE_PER_MINUTE": "0", "CHAT_CONCURRENCY_PER_USER": "0",
+            "AUTO_TITLE": "0",   # they count the providers' calls
         })
         self.worker = None
         self.start()
