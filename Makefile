@@ -32,7 +32,7 @@ COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.
 	common/limits.c common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/db_pg_pool.c common/repo.c common/repo_ops.c common/repo_send.c \
 	common/repo_tree.c \
 	common/sse.c common/title.c common/util.c common/valid.c
-FCGI_SRC = fcgi/auto_title.c fcgi/chat.c fcgi/cli_db.c fcgi/listen_tcp.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c \
+FCGI_SRC = fcgi/auto_title.c fcgi/chat.c fcgi/cli_backup.c fcgi/cli_db.c fcgi/listen_tcp.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c \
 	fcgi/pages.c fcgi/record.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/send_limits.c fcgi/server.c
 SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))
 SQL_PG = $(sort $(wildcard sql/postgres/*.sql))

@@ -244,6 +244,10 @@ out:
 int
 ac_cli_db(const struct ac_config *cfg, int argc, char **argv)
 {
+	int status = ac_cli_db_ops(cfg, argc, argv);
+
+	if (status >= 0)
+		return status;
 	if ((argc == 4 || argc == 5) && strcmp(argv[1], "copy") == 0) {
 		bool force = argc == 5 && strcmp(argv[4], "--force") == 0;
 
@@ -253,7 +257,11 @@ ac_cli_db(const struct ac_config *cfg, int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: ai-chat-fcgi db copy FROM_URL TO_URL [--force]\n"
+	    "       ai-chat-fcgi db backup PATH [--force]\n"
+	    "       ai-chat-fcgi db check [URL]\n"
 	    "Copies every chat, message, idempotency key and per-user limit count (ids and timestamps kept) from one database to\n"
-	    "another (sqlite:///path or postgresql://...), refusing a target that is not empty unless --force.\n");
+	    "another (sqlite:///path or postgresql://...), refusing a target that is not empty unless --force.\n"
+	    "backup: a consistent copy of DATABASE_URL's SQLite database while the server runs (PostgreSQL:\n"
+	    "use pg_dump).  check: the integrity checks and counts of URL's database (else DATABASE_URL's).\n");
 	return 2;
 }
