@@ -33,7 +33,7 @@ COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.
 	common/repo_tree.c \
 	common/sse.c common/title.c common/util.c common/valid.c
 FCGI_SRC = fcgi/auto_title.c fcgi/chat.c fcgi/cli_backup.c fcgi/cli_db.c fcgi/listen_tcp.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c \
-	fcgi/pages.c fcgi/record.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/send_limits.c fcgi/server.c
+	fcgi/pages.c fcgi/record.c fcgi/request.c fcgi/response.c fcgi/retention.c fcgi/router.c fcgi/send_limits.c fcgi/server.c
 SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))
 SQL_PG = $(sort $(wildcard sql/postgres/*.sql))
 COMMON_OBJ = $(COMMON_SRC:%.c=build/%.o) build/migrations.o build/models_default.o
