@@ -14,6 +14,7 @@
 #include "../common/title.h"
 #include "../common/util.h"
 #include "handlers.h"
+#include "server.h"
 
 #define EXCERPT_BYTES 2000		/* of each message, for the model to name the chat from */
 #define TITLE_MAX_TOKENS 512		/* the title call's completion (a reasoning model thinks first) */
@@ -81,6 +82,8 @@ title_run(struct ac_ctx *c, void *arg)
 		    chat_id.ptr, ac_strerror(err));
 		goto out;
 	}
+	if (ac_server_stopping())
+		goto out;	/* not worth holding up the process's exit */
 	if (model.max_completion_tokens > TITLE_MAX_TOKENS)
 		model.max_completion_tokens = TITLE_MAX_TOKENS;
 	msgs[0].role = AC_LLM_SYSTEM;

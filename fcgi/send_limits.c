@@ -41,7 +41,7 @@ ac_send_release(struct ac_ctx *c, struct ac_str user_id, int64_t slot, int64_t t
 {
 	enum ac_err err;
 
-	if (slot <= 0 && tokens <= 0)
+	if ((slot <= 0 && tokens <= 0) || !ac_limits_on(&c->cfg->limits))
 		return;
 	err = ac_limits_release(c->repo, user_id, slot, tokens, ac_now_us());
 	if (err == AC_EBUSY) {
