@@ -156,7 +156,7 @@ ac_limits_acquire(struct ac_repo *r, const struct ac_limits_conf *lc, struct ac_
 	memset(out, 0, sizeof(*out));
 	if (!ac_limits_on(lc))
 		return AC_OK;
-	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
+	if ((err = ac_db_begin(r->db, AC_TXN_WRITE_LAZY)) != AC_OK)
 		return err;
 	err = admit(r, lc, user_id, now, slot_until, out);
 	if (err == AC_OK && out->refused) {
@@ -177,7 +177,7 @@ ac_limits_release(struct ac_repo *r, struct ac_str user_id, int64_t slot, int64_
 
 	if (slot <= 0 && tokens <= 0)
 		return AC_OK;
-	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
+	if ((err = ac_db_begin(r->db, AC_TXN_WRITE_LAZY)) != AC_OK)
 		return err;
 	if (slot > 0 && (err = stmt(r, S_SLOT_GIVE, &s)) == AC_OK) {
 		ac_db_bind_int(s, 1, slot);

@@ -45,7 +45,8 @@ struct ac_limit {
 /*
  * Admits a send of user_id at now (microseconds since the epoch), or refuses it (out->refused).
  * Admitted, the send counts against the rate, and holds a slot until slot_until at most.
- * One write transaction; AC_EBUSY or AC_EDB when the database is not available (nothing changed).
+ * One write transaction, which does not wait for the disk (AC_TXN_WRITE_LAZY: a power cut may lose
+ * the last counts, never a chat's data); AC_EBUSY or AC_EDB when the database is not available.
  */
 enum ac_err ac_limits_acquire(struct ac_repo *r, const struct ac_limits_conf *lc, struct ac_str user_id,
     int64_t now, int64_t slot_until, struct ac_limit *out);

@@ -516,6 +516,42 @@ limits_slots_and_tokens(void **state)
 	assert_int_equal(ac_limits_release(f->repo, u, a.slot, 0, t0 + day), AC_OK);
 }
 
+/* AC_TXN_WRITE_LAZY commits, and leaves the connection's later commits waiting for the disk. */
+static void
+lazy_write_transaction(void **state)
+{
+	struct fixture *f = *state;
+	static const struct ac_sql ins = { "INSERT INTO ops_leases (name, holder, until) VALUES ('x', 'y', 1)", NULL };
+	static const struct ac_sql sync = { "PRAGMA synchronous", "SHOW synchronous_commit" };
+	struct ac_db *db = NULL;
+	struct ac_stmt *st;
+	bool row;
+
+	assert_int_equal(ac_db_open(&f->conf, &db), AC_OK);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(ac_db_begin(db, AC_TXN_WRITE_LAZY), AC_OK);
+		assert_int_equal(ac_db_stmt(db, 0, &ins, &st), AC_OK);
+		assert_int_equal(ac_db_step(st, &row), i == 0 ? AC_OK : AC_ECONFLICT);
+		ac_db_done(st);
+		if (i == 0)
+			assert_int_equal(ac_db_commit(db), AC_OK);
+		else
+			ac_db_rollback(db);
+		assert_int_equal(ac_db_begin(db, AC_TXN_READ), AC_OK);
+		assert_int_equal(ac_db_stmt(db, 1, &sync, &st), AC_OK);
+		assert_int_equal(ac_db_step(st, &row), AC_OK);
+		assert_true(row);
+		if (engine == AC_DB_SQLITE)
+			assert_int_equal(ac_db_col_int(st, 0), 2);	/* FULL */
+		else
+			assert_memory_equal(ac_db_col_str(st, 0).ptr, "on", 2);
+		ac_db_done(st);
+		ac_db_rollback(db);
+	}
+	ac_db_close(db);
+	assert_int_equal(query_int(f, &(struct ac_sql){ "SELECT count(*) FROM ops_leases", NULL }, NULL), 1);
+}
+
 #define BOTH(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int
@@ -533,6 +569,7 @@ main(void)
 		BOTH(constraint_errors_are_mapped),
 		BOTH(limits_rate_is_a_burst_then_steady),
 		BOTH(limits_slots_and_tokens),
+		BOTH(lazy_write_transaction),
 	};
 	int failed;
 
