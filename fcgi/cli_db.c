@@ -32,6 +32,8 @@ static const struct table tables[] = {
 	    "(SELECT coalesce(max(id), 0) + 1 FROM messages), false)" },
 	{ "idempotency_keys", "user_id, key, chat_id, user_message_id, reply_message_id, locked_until, created_at",
 	    "sssiiii", NULL },
+	{ "users", "id, email, password_hash, role, token_version, subject, created_at", "ssssisi", NULL },
+	{ "login_attempts", "kind, key, at", "ssi", NULL },
 	{ "user_limits", "user_id, rate_tat, token_day, tokens", "siii", NULL },
 	{ "generation_slots", "id, user_id, until", "isi", "SELECT setval(pg_get_serial_sequence('generation_slots', "
 	    "'id'), (SELECT coalesce(max(id), 0) + 1 FROM generation_slots), false)" },
@@ -259,8 +261,9 @@ usage:
 	fprintf(stderr, "usage: ai-chat-fcgi db copy FROM_URL TO_URL [--force]\n"
 	    "       ai-chat-fcgi db backup PATH [--force]\n"
 	    "       ai-chat-fcgi db check [URL]\n"
-	    "Copies every chat, message, idempotency key and per-user limit count (ids and timestamps kept) from one database to\n"
-	    "another (sqlite:///path or postgresql://...), refusing a target that is not empty unless --force.\n"
+	    "Copies every chat, message, idempotency key, account, failed login and per-user limit count (ids\n"
+	    "and timestamps kept) from one database to another (sqlite:///path or postgresql://...), refusing a\n"
+	    "target that is not empty unless --force.\n"
 	    "backup: a consistent copy of DATABASE_URL's SQLite database while the server runs (PostgreSQL:\n"
 	    "use pg_dump).  check: the integrity checks and counts of URL's database (else DATABASE_URL's).\n");
 	return 2;

@@ -4,8 +4,11 @@ with what that version could hold (chats and messages; from 002 token counts, cu
 idempotency keys; from 003 branches: alternative replies off the active path), then today's worker
 started on it (it migrates) and every row read back through the API, and `db check` passing.
 
-One test per version: upgrade.from_<N>.  A migration that adds what a version can hold (users, keys
-of an account) adds its rows in fill() below, from its version on.
+From the accounts' migration (004) on, an account too (an admin, its password hash as the CLI
+writes one, a chat of its own), which logs in after the upgrade (AUTH=token) and finds its chat.
+
+One test per version: upgrade.from_<N>.  A migration that adds what a version can hold (keys of an
+account, ...) adds its rows in fill() below, from its version on.
 """
 
 import contextlib
@@ -23,6 +26,28 @@ from provider import FakeProvider, model_env
 MIGRATIONS = sorted((ROOT / "sql" / ENGINE).glob("*.sql"))
 NEWEST = int(MIGRATIONS[-1].name[:3])
 HOUR_US = 3600 * 1000000
+ACCOUNTS = next((i + 1 for i, f in enumerate(MIGRATIONS) if "accounts" in f.name), None)   # scripts up to it
+ACCOUNT_ID = "7d1f7c36-3f0e-4c1a-9d55-0000000000aa"
+ACCOUNT_EMAIL = "old-admin@example.com"
+PASSWORD = "correct horse battery"
+_hash = []
+
+
+def password_hash():
+    """A password hash as `ai-chat-fcgi user add` writes it (made once, in a scratch database)."""
+    if not _hash:
+        scratch = Path(tempfile.mkdtemp(prefix="ai-chat-e2e-hash-"))
+        try:
+            env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+            env.update(DATABASE_URL=f"sqlite:///{scratch / 'h.db'}", AUTH="token")
+            done = subprocess.run([str(WORKER), "user", "add", "h@example.com"], env=env, input=PASSWORD + "\n",
+                                  capture_output=True, text=True, timeout=60, cwd=scratch)
+            assert done.returncode == 0, done.stdout + done.stderr
+            with contextlib.closing(sqlite3.connect(scratch / "h.db")) as conn:
+                _hash.append(conn.execute("SELECT password_hash FROM users").fetchone()[0])
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return _hash[0]
 
 # What the chats hold, whatever the version: (id, user, title, [(role, content)]).
 CHATS = [
@@ -114,7 +139,28 @@ def fill(conn, version):
                                               "reply_message_id": shown[-1]["id"], "locked_until": 0,
                                               "created_at": now - HOUR_US})
             want["keys"].append((chat_id, user, key, shown[-2]["content"], shown[-1]))
+    if ACCOUNTS is not None and version >= ACCOUNTS:
+        insert(conn, "users", {"id": ACCOUNT_ID, "email": ACCOUNT_EMAIL, "password_hash": password_hash(),
+                               "role": "admin", "token_version": 0, "created_at": now - 5 * HOUR_US})
+        chat_id = "11111111-1111-4111-8111-0000000000aa"
+        insert(conn, "chats", {"id": chat_id, "user_id": ACCOUNT_ID, "title": "mine", "created_at": now - HOUR_US,
+                               "updated_at": now - HOUR_US, "message_count": 1})
+        first = insert(conn, "messages", {"chat_id": chat_id, "role": "user", "content": "an account's",
+                                          "created_at": now - HOUR_US, "parent_id": None, "active": 1, "state": 0})
+        want["account"] = {"chat_id": chat_id, "message_id": first}
     return want
+
+
+def check_account(s, want):
+    """After the upgrade, in AUTH=token: the account logs in, is still an admin, finds its chat."""
+    _, data = expect(s, "POST", "/auth/login", 200, json={"email": ACCOUNT_EMAIL, "password": PASSWORD})
+    auth = {"Authorization": f"Bearer {data['access_token']}"}
+    _, me = expect(s, "GET", "/auth/me", 200, headers=auth)
+    assert (me["id"], me["email"], me["role"]) == (ACCOUNT_ID, ACCOUNT_EMAIL, "admin"), me
+    _, listing = expect(s, "GET", "/chats", 200, headers=auth)
+    assert [c["id"] for c in listing["chats"]] == [want["chat_id"]], listing
+    _, page = expect(s, "GET", chat_path(want["chat_id"], "/messages"), 200, headers=auth)
+    assert [(m["id"], m["content"]) for m in page] == [(want["message_id"], "an account's")], page
 
 
 def check_read_back(s, want, p):
@@ -160,6 +206,10 @@ def upgrade_from(version):
                     assert versions == [int(f.name[:3]) for f in MIGRATIONS], versions
                 else:
                     assert s.sql("PRAGMA user_version") == [(NEWEST,)]
+            if "account" in want:
+                env = {"AUTH": "token", "JWT_SECRET": "upgrade-secret-" + "0123456789abcdef" * 2}
+                with Stack(env=env, database_url=url, db_file=db_file) as s:
+                    check_account(s, want["account"])
     return run
 
 

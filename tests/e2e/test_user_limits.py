@@ -231,3 +231,32 @@ def a_slot_is_given_back_on_every_path():
             assert holder["r"][0] == 200, holder
         with Stack(env=env, database_url=url, db_file=db_file) as s:
             assert slots(s, user) == 0
+
+
+@test
+def limits_follow_the_token_account_and_go_with_it():
+    """AUTH=token: the user is the bearer token's account (a user_id in the body changes nothing); a
+    refused POST /chat without chat_id makes no chat; deleting the account deletes its counts."""
+    from auth_util import PASSWORD, TOKEN_ENV, account, bearer
+    with FakeProvider() as p, Stack(env=model_env(p, CHAT_RATE_PER_MINUTE="2", **TOKEN_ENV)) as s:
+        user, _, token = account(s, "limits")
+        other, _, other_token = account(s, "limits")
+        t = tag()
+        for i in range(2):
+            status, _, data = s.json("POST", "/chat", json={"message": f"{t} {i}", "user_id": other["id"]},
+                                     headers=bearer(token))
+            assert status == 200, data
+        chats = s.sql("SELECT count(*) FROM chats WHERE user_id = ?", (user["id"],))[0][0]
+        assert chats == 2
+        status, headers, data = s.json("POST", "/chat", json={"message": f"{t} over"}, headers=bearer(token))
+        check_refused(status, headers, data, "CHAT_RATE_PER_MINUTE")
+        assert s.sql("SELECT count(*) FROM chats WHERE user_id = ?", (user["id"],))[0][0] == chats
+        assert p.requests_for(f"{t} over") == []
+        # the other account's own budget is whole
+        status, _, data = s.json("POST", "/chat", json={"message": f"{t} other"}, headers=bearer(other_token))
+        assert status == 200, data
+        assert s.sql("SELECT count(*) FROM user_limits WHERE user_id = ?", (user["id"],)) == [(1,)]
+        resp = s.request("DELETE", "/auth/me", json={"password": PASSWORD}, headers=bearer(token))
+        assert resp.status == 204, resp.describe()
+        assert s.sql("SELECT count(*) FROM user_limits WHERE user_id = ?", (user["id"],)) == [(0,)]
+        assert s.sql("SELECT count(*) FROM user_limits WHERE user_id = ?", (other["id"],)) == [(1,)]

@@ -125,6 +125,7 @@ class Host:
             # the per-user limits off: these tests send many messages as one user at once
             "CHAT_RATE_PER_MINUTE": "0", "CHAT_CONCURRENCY_PER_USER": "0",
             "AUTO_TITLE": "0",   # they count the providers' calls
+            "AUTH": "none",  # the original API (user_id in the request): accounts are tests/e2e/test_auth*.py's
         })
         self.worker = None
         self.start()
