@@ -486,7 +486,7 @@ load_auth(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 
 /* LOG_FORMAT, TRUST_REQUEST_ID, METRICS, METRICS_ALLOW (checked by common/metrics.c). */
 static enum ac_err
-load_ops(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
+load_observability(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 {
 	char tmp[64];
 	const char *v;
@@ -604,7 +604,7 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	cfg->read_timeout_s = (int)n;
 	if ((err = load_provider(cfg, dotenv, msg, msg_size)) != AC_OK)
 		return err;
-	if ((err = load_ops(cfg, dotenv, msg, msg_size)) != AC_OK)
+	if ((err = load_observability(cfg, dotenv, msg, msg_size)) != AC_OK)
 		return err;
 	if ((err = setting("LOG_LEVEL", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
 		return err;
