@@ -492,7 +492,7 @@ finish(struct send *s)
 	    res->completion_tokens);
 	if (s->stream && ac_buf_err(b) == AC_OK)
 		(void)ac_resp_sse_event(c, "done", b->data, b->len);
-	if (s->titles && s->state.state == AC_SEND_NEW)
+	if (s->titles && (s->state.state == AC_SEND_NEW || s->state.state == AC_SEND_RETRY))
 		ac_auto_title(c, s->chat_id, s->user_id);
 }
 
