@@ -381,6 +381,34 @@ load_provider(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_s
 	return ac_models_load(&cfg->models, models, msg, msg_size);
 }
 
+/* The operations' settings: per-user limits, the automatic titles, retention. */
+static enum ac_err
+load_ops(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
+{
+	long long n;
+	enum ac_err err;
+
+	if ((err = get_int("CHAT_RATE_PER_MINUTE", dotenv, 30, 0, 1000000, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->limits.rate_per_minute = (int)n;
+	if ((err = get_int("TOKENS_PER_DAY", dotenv, 0, 0, 1000000000000LL, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->limits.tokens_per_day = n;
+	if ((err = get_int("CHAT_CONCURRENCY_PER_USER", dotenv, 4, 0, 100000, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->limits.concurrency = (int)n;
+	if ((err = get_int("AUTO_TITLE", dotenv, 1, 0, 1, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->auto_title = (int)n;
+	if ((err = get_int("RETENTION_DAYS", dotenv, 0, 0, 36500, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->retention_days = (int)n;
+	if ((err = get_int("RETENTION_INTERVAL_S", dotenv, 3600, 1, 86400, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->retention_interval_s = (int)n;
+	return AC_OK;
+}
+
 /* Accounts: AUTH and the settings of tokens, passwords and the login limits. */
 static enum ac_err
 load_auth(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
@@ -458,7 +486,7 @@ load_auth(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 
 /* LOG_FORMAT, TRUST_REQUEST_ID, METRICS, METRICS_ALLOW (checked by common/metrics.c). */
 static enum ac_err
-load_ops(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
+load_observability(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 {
 	char tmp[64];
 	const char *v;
@@ -575,6 +603,8 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 		return err;
 	cfg->read_timeout_s = (int)n;
 	if ((err = load_provider(cfg, dotenv, msg, msg_size)) != AC_OK)
+		return err;
+	if ((err = load_observability(cfg, dotenv, msg, msg_size)) != AC_OK)
 		return err;
 	if ((err = setting("LOG_LEVEL", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
 		return err;

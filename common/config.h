@@ -10,6 +10,7 @@
 
 #include "db.h"
 #include "err.h"
+#include "limits.h"
 #include "log.h"
 #include "models.h"
 
@@ -86,6 +87,12 @@ struct ac_config {
 	char jwt_public_key_file[AC_PATH_MAX];	/* JWT_PUBLIC_KEY_FILE: PEM */
 	char jwt_issuer[512];		/* JWT_ISSUER: the tokens' iss */
 	char jwt_audience[512];		/* JWT_AUDIENCE: one of the tokens' aud */
+
+	/* Operations. */
+	struct ac_limits_conf limits;	/* CHAT_RATE_PER_MINUTE, TOKENS_PER_DAY, CHAT_CONCURRENCY_PER_USER */
+	int auto_title;			/* AUTO_TITLE: a chat's first exchange titles it */
+	int retention_days;		/* RETENTION_DAYS: chats not updated for this long are deleted (0: never) */
+	int retention_interval_s;	/* RETENTION_INTERVAL_S: how often a worker looks */
 };
 
 #define AC_DEFAULT_SYSTEM_PROMPT \

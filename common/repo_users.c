@@ -28,6 +28,8 @@ enum {
 	S_LOGIN_CLEAR,
 	S_USER_BY_SUBJECT,
 	S_USER_ENSURE_SUBJECT,
+	S_USER_DEL_LIMITS,
+	S_USER_DEL_SLOTS,
 	S_COUNT
 };
 
@@ -61,6 +63,9 @@ static const struct ac_sql sql[S_COUNT] = {
 	 * nothing inserted. */
 	[S_USER_ENSURE_SUBJECT] = { "INSERT INTO users (id, email, role, subject, created_at) "
 	    "VALUES ($1, $2, 'user', $3, $4) ON CONFLICT DO NOTHING", NULL },
+	/* The per-user limits' counts (common/limits.c) go with the account. */
+	[S_USER_DEL_LIMITS] = { "DELETE FROM user_limits WHERE user_id = $1", NULL },
+	[S_USER_DEL_SLOTS] = { "DELETE FROM generation_slots WHERE user_id = $1", NULL },
 };
 
 static enum ac_err
@@ -288,7 +293,8 @@ run_id(struct ac_repo *r, int i, struct ac_str id, int64_t *changed)
 enum ac_err
 ac_repo_user_delete(struct ac_repo *r, struct ac_str id)
 {
-	static const int steps[] = { S_USER_DEL_KEYS, S_USER_DEL_CHATS, S_USER_DEL_ATTEMPTS, S_USER_DEL };
+	static const int steps[] = { S_USER_DEL_KEYS, S_USER_DEL_CHATS, S_USER_DEL_ATTEMPTS, S_USER_DEL_LIMITS,
+	    S_USER_DEL_SLOTS, S_USER_DEL };
 	enum ac_err err;
 	int64_t changed = 0;
 

@@ -8,7 +8,7 @@
 # ($PREFIX/bin), SYSCONFDIR ($PREFIX/etc), DATADIR ($PREFIX/share), MANDIR ($DATADIR/man), STATEDIR
 # (/var/lib/ai-chat-fcgi: where the installed settings put the database), RUN_USER (www-data: the
 # owner of STATEDIR and the group of the settings file, when run as root without DESTDIR), BINARY
-# (build/ai-chat-fcgi).
+# (build/ai-chat-fcgi), NO_SECRET=1 (no JWT_SECRET written into a new settings file: a package's build).
 #
 # Installs:
 #   $BINDIR/ai-chat-fcgi

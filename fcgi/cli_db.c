@@ -34,6 +34,10 @@ static const struct table tables[] = {
 	    "sssiiii", NULL },
 	{ "users", "id, email, password_hash, role, token_version, subject, created_at", "ssssisi", NULL },
 	{ "login_attempts", "kind, key, at", "ssi", NULL },
+	{ "user_limits", "user_id, rate_tat, token_day, tokens", "siii", NULL },
+	{ "generation_slots", "id, user_id, until", "isi", "SELECT setval(pg_get_serial_sequence('generation_slots', "
+	    "'id'), (SELECT coalesce(max(id), 0) + 1 FROM generation_slots), false)" },
+	{ "ops_leases", "name, holder, until", "ssi", NULL },
 	{ "api_keys", "id, user_id, name, prefix, key_hash, created_at, last_used_at", "sssssii", NULL },
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
@@ -42,7 +46,12 @@ static const struct table tables[] = {
 static char select_sql[NTABLES][SQL_MAX], insert_sql[NTABLES][SQL_MAX], count_sql[NTABLES][SQL_MAX],
     delete_sql[NTABLES][SQL_MAX];
 
-enum { S_SELECT = 0, S_INSERT = 8, S_COUNT = 16, S_DELETE = 24, S_AFTER = 32 };
+/* Statement numbers: each kind has room for MAX_TABLES tables. */
+#define MAX_TABLES 16
+enum { S_SELECT = 0, S_INSERT = MAX_TABLES, S_COUNT = 2 * MAX_TABLES, S_DELETE = 3 * MAX_TABLES,
+	S_AFTER = 4 * MAX_TABLES };
+_Static_assert(NTABLES <= MAX_TABLES, "more tables than statement numbers: raise MAX_TABLES");
+_Static_assert(S_AFTER + MAX_TABLES <= AC_DB_MAX_STMTS, "MAX_TABLES too large");
 
 static int
 make_sql(void)
@@ -243,6 +252,10 @@ out:
 int
 ac_cli_db(const struct ac_config *cfg, int argc, char **argv)
 {
+	int status = ac_cli_db_ops(cfg, argc, argv);
+
+	if (status >= 0)
+		return status;
 	if ((argc == 4 || argc == 5) && strcmp(argv[1], "copy") == 0) {
 		bool force = argc == 5 && strcmp(argv[4], "--force") == 0;
 
@@ -252,8 +265,12 @@ ac_cli_db(const struct ac_config *cfg, int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: ai-chat-fcgi db copy FROM_URL TO_URL [--force]\n"
-	    "Copies every chat, message, idempotency key, account and failed login (ids and timestamps kept)\n"
-	    "from one database to\n"
-	    "another (sqlite:///path or postgresql://...), refusing a target that is not empty unless --force.\n");
+	    "       ai-chat-fcgi db backup PATH [--force]\n"
+	    "       ai-chat-fcgi db check [URL]\n"
+	    "Copies every chat, message, idempotency key, account, failed login and per-user limit count (ids\n"
+	    "and timestamps kept) from one database to another (sqlite:///path or postgresql://...), refusing a\n"
+	    "target that is not empty unless --force.\n"
+	    "backup: a consistent copy of DATABASE_URL's SQLite database while the server runs (PostgreSQL:\n"
+	    "use pg_dump).  check: the integrity checks and counts of URL's database (else DATABASE_URL's).\n");
 	return 2;
 }

@@ -73,6 +73,21 @@ bool ac_authenticate(struct ac_ctx *c, bool admin);
 /* Answers 401 {"detail": detail} with WWW-Authenticate: Bearer. */
 void ac_resp_unauthorized(struct ac_ctx *c, const char *detail);
 
+/*
+ * send_limits.c: the per-user send limits.  ac_send_admit admits a send of user_id before it stores
+ * anything (*slot: the generation slot it holds, 0 for none), or answers the 429 (or a 503) itself
+ * and returns false.  ac_send_release, once at the admitted send's end, gives the slot back and
+ * counts the provider's tokens.
+ */
+bool ac_send_admit(struct ac_ctx *c, struct ac_str user_id, int64_t slot_until, int64_t *slot);
+void ac_send_release(struct ac_ctx *c, struct ac_str user_id, int64_t slot, int64_t tokens);
+
+/*
+ * auto_title.c: after a send's reply was stored, names the chat (AUTO_TITLE) once the answer has
+ * gone, if this was its first exchange and it has no title.
+ */
+void ac_auto_title(struct ac_ctx *c, struct ac_str chat_id, struct ac_str user_id);
+
 /* conf/docs/openapi.json, compiled in (build/openapi_doc.c). */
 extern const char ac_openapi_doc[];
 extern const size_t ac_openapi_doc_len;

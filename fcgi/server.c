@@ -24,6 +24,7 @@
 #include "loop.h"
 #include "pages.h"
 #include "listen_tcp.h"
+#include "retention.h"
 #include "server.h"
 #include "watch.h"
 #include "worker.h"
@@ -736,6 +737,7 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 		threads[i].started = 1;
 	}
 	pthread_attr_destroy(&attr);
+	ac_retention_start(cfg);
 	if (i == cfg->threads) {
 		/* Every signal that means something is blocked in every thread (main() did it before
 		 * any thread existed) and taken here, never by a handler that could interrupt a read. */
@@ -756,6 +758,7 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 		}
 		status = 0;
 	}
+	ac_retention_stop();
 	if (!stop_threads(threads, cfg->threads))
 		return status;	/* threads still hold their contexts: leave them to exit() */
 out:

@@ -446,7 +446,9 @@ def main():
         db = os.path.join(work, "soak.db")
         env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
         env.update(PORT=str(port), RUN_DIR=run_dir, DATABASE_URL="sqlite:///" + db, GROQ_API_KEY="test-key", AUTH="none",
-                   GROQ_BASE_URL="http://127.0.0.1:%d/v1" % provider_port)
+                   GROQ_BASE_URL="http://127.0.0.1:%d/v1" % provider_port,
+                   CHAT_RATE_PER_MINUTE="0", CHAT_CONCURRENCY_PER_USER="0",   # its users send faster than that
+                   AUTO_TITLE="0")   # it checks every chat's title against the one it gave
         stack_log = os.path.join(work, "stack.log")
         stack = subprocess.Popen([os.path.join(TOP, "conf", "stack.sh")], env=env, cwd=work,
                                  stdin=subprocess.DEVNULL, stdout=open(stack_log, "w"),
