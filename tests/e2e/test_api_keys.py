@@ -289,3 +289,28 @@ def openai_sdk_with_an_api_key():
         for k in ("badKeyModels", "badKeyChat", "revokedKey"):
             e = r[k]
             assert e["authentication"] and e["status"] == 401 and e["code"] == "invalid_api_key", e
+
+
+@test
+def a_key_and_a_token_share_their_accounts_limits():
+    env = model_env(shared_provider(), **TOKEN_ENV, CHAT_RATE_PER_MINUTE="2", WORKER_PROCESSES="1")
+    with Stack(env=env) as s:
+        user, _, token = account(s, "limited")
+        key = make_key(s, token)["key"]
+        t = tag()
+        status, _, first = s.json("POST", "/chat", json={"message": f"{t} token"}, headers=bearer(token))
+        assert status == 200, first
+        status, _, data = s.json("POST", "/chat", json={"message": f"{t} key", "chat_id": first["chat_id"]},
+                                 headers=bearer(key))
+        assert status == 200, data
+        resp = s.request("POST", "/chat", json={"message": f"{t} over", "chat_id": first["chat_id"]},
+                         headers=bearer(key))
+        assert resp.status == 429 and "CHAT_RATE_PER_MINUTE" in resp.data()["detail"], resp.describe()
+        assert int(resp.headers["retry-after"]) >= 1, resp.headers
+        assert s.sql("SELECT count(*) FROM messages m JOIN chats c ON c.id = m.chat_id WHERE c.user_id = ?",
+                     (user["id"],))[0][0] == 4
+        # another account's key is not held back
+        _, _, other_token = account(s, "free")
+        other_key = make_key(s, other_token)["key"]
+        status, _, data = s.json("POST", "/chat", json={"message": f"{t} other"}, headers=bearer(other_key))
+        assert status == 200, data
