@@ -3,7 +3,9 @@
  * characters (32 random bytes), each an account's.  Only a hash of a key is stored (BLAKE2b-256 by
  * libsodium: a key is high-entropy, so a fast hash is right, not argon2), and a request's key is
  * found by its hash; a revoked key's row is gone, so every process and host refuses it at once (no
- * process remembers a key).  The storage is written once over db.h, like the rest of the repository.
+ * process remembers a key).  No comparison ever touches the key itself: the index compares hashes,
+ * and the time that takes says nothing an attacker could use of a key he does not have (a preimage).
+ * The storage is written once over db.h, like the rest of the repository.
  */
 #ifndef AC_REPO_KEYS_H
 #define AC_REPO_KEYS_H
