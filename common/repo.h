@@ -27,6 +27,20 @@ struct ac_chat {
 	int64_t created_at;	/* microseconds since the epoch, UTC */
 	int64_t updated_at;
 	int64_t message_count;
+	struct ac_str system_prompt;	/* ptr NULL: the default (SYSTEM_PROMPT) */
+	struct ac_str model;		/* a registry alias; ptr NULL: the registry's default */
+	bool pinned;
+	bool archived;
+};
+
+/* PATCH /chats/{id}: the settings to change (set_* false: left as they are); a ptr NULL is null. */
+struct ac_chat_update {
+	bool set_title, set_system_prompt, set_model, set_pinned, set_archived;
+	struct ac_str title;
+	struct ac_str system_prompt;
+	struct ac_str model;
+	bool pinned;
+	bool archived;
 };
 
 enum ac_role {
@@ -85,12 +99,18 @@ enum ac_err ac_repo_chat_get(struct ac_repo *r, struct ac_str chat_id, struct ac
  */
 enum ac_err ac_repo_chat_version(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
     int64_t *version);
-/* The user's chats, newest updated_at first; *total counts them all. */
+/* The user's chats: pinned first, then newest updated_at first; *total counts them all. */
 enum ac_err ac_repo_chat_list(struct ac_repo *r, struct ac_str user_id, int64_t limit, int64_t offset,
     int64_t *total, ac_chat_fn fn, void *arg);
+/* The same, of the user's archived chats (archived true) or the others. */
+enum ac_err ac_repo_chat_list_archived(struct ac_repo *r, struct ac_str user_id, bool archived, int64_t limit,
+    int64_t offset, int64_t *total, ac_chat_fn fn, void *arg);
 /* Sets the title and moves updated_at forward. */
 enum ac_err ac_repo_chat_rename(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
     struct ac_str title, ac_chat_fn fn, void *arg);
+/* Changes what u says (title, settings) and moves updated_at forward. */
+enum ac_err ac_repo_chat_update(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    const struct ac_chat_update *u, ac_chat_fn fn, void *arg);
 /* Deletes the chat and its messages. */
 enum ac_err ac_repo_chat_delete(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id);
 

@@ -47,28 +47,13 @@ estimate_tokens(size_t bytes)
 	return (int64_t)(bytes / 2) + TOKENS_PER_MESSAGE;
 }
 
-/* The tokens of history a model's context holds: its window less the reply's share and the prompt. */
-static int64_t
-history_budget(const struct ac_ctx *c, const struct ac_model *m)
-{
-	return m->context_window - m->max_completion_tokens - estimate_tokens(strlen(c->cfg->system_prompt));
-}
-
-/* 413 for a message that alone does not fit. */
-static void
-too_long(struct ac_ctx *c, const struct ac_model *m, int64_t tokens)
-{
-	char detail[256];
-
-	snprintf(detail, sizeof(detail), "Message too long for model '%s': about %lld tokens, and at most "
-	    "%lld fit its context", m->alias, (long long)tokens, (long long)history_budget(c, m));
-	ac_resp_error(c, 413, detail);
-}
-
 /* One send in progress. */
 struct send {
 	struct ac_ctx *c;
 	const struct ac_model *model;
+	bool model_named;		/* the request named the model (else the chat's, or the default) */
+	struct ac_str prompt;		/* the system prompt: the chat's, or SYSTEM_PROMPT */
+	char *prompt_owned;		/* the chat's, copied */
 	struct ac_str chat_id;
 	struct ac_str user_id;
 	struct ac_str idem_key;		/* ptr NULL: none */
@@ -98,6 +83,66 @@ struct send {
 	char *owned;			/* chat_id and user_id, copied */
 };
 
+/* The tokens of history a model's context holds: its window less the reply's share and the prompt. */
+static int64_t
+history_budget(const struct send *s)
+{
+	const struct ac_model *m = s->model;
+
+	return m->context_window - m->max_completion_tokens - estimate_tokens(s->prompt.len);
+}
+
+/* 413 for a message that alone does not fit. */
+static void
+too_long(struct send *s, int64_t tokens)
+{
+	char detail[256];
+
+	snprintf(detail, sizeof(detail), "Message too long for model '%s': about %lld tokens, and at most "
+	    "%lld fit its context", s->model->alias, (long long)tokens, (long long)history_budget(s));
+	ac_resp_error(s->c, 413, detail);
+}
+
+static enum ac_err
+settings_out(void *arg, const struct ac_chat *chat)
+{
+	struct send *s = arg;
+
+	if (chat->system_prompt.ptr != NULL) {
+		s->prompt_owned = malloc(chat->system_prompt.len + 1);
+		if (s->prompt_owned == NULL)
+			return AC_ENOMEM;
+		memcpy(s->prompt_owned, chat->system_prompt.ptr, chat->system_prompt.len);
+		s->prompt_owned[chat->system_prompt.len] = '\0';
+		s->prompt.ptr = s->prompt_owned;
+		s->prompt.len = chat->system_prompt.len;
+	}
+	if (!s->model_named && chat->model.ptr != NULL) {
+		const struct ac_model *m = ac_models_find(&s->c->cfg->models, chat->model.ptr, chat->model.len);
+
+		if (m != NULL)	/* an alias since taken out of the registry: the default */
+			s->model = m;
+	}
+	return AC_OK;
+}
+
+/*
+ * The chat's settings (PATCH /chats/{id}): its system prompt, and its model for a send that names
+ * none.  false when answered (404: not the user's chat; 503).
+ */
+static bool
+chat_settings(struct send *s)
+{
+	enum ac_err err;
+
+	err = ac_repo_chat_get(s->c->repo, s->chat_id, s->user_id, settings_out, s);
+	if (err != AC_OK) {
+		ac_resp_repo_error(s->c, err, s->chat_id);
+		return false;
+	}
+	return true;
+}
+
 /* The context's buffers, once the provider's request is built from them. */
 static void
 context_free(struct send *s)
@@ -121,6 +166,7 @@ send_free(struct send *s)
 	ac_llm_result_free(&s->res);
 	ac_provider_free(s->call);
 	free(s->owned);
+	free(s->prompt_owned);
 	free(s);
 }
 
@@ -201,8 +247,7 @@ context(struct send *s, size_t *n)
 	if (msgs == NULL)
 		return NULL;
 	msgs[0].role = AC_LLM_SYSTEM;
-	msgs[0].content.ptr = s->c->cfg->system_prompt;
-	msgs[0].content.len = strlen(s->c->cfg->system_prompt);
+	msgs[0].content = s->prompt;
 	for (size_t i = 0; i < s->count; i++) {
 		size_t k = s->count - 1 - i;
 
@@ -588,11 +633,11 @@ answer(struct send *s)
 	bool called;
 	enum ac_err err;
 
-	s->budget = history_budget(c, s->model);
+	s->budget = history_budget(s);
 	err = ac_repo_history(c->repo, s->chat_id, s->state.user_message_id, take_message, s);
 	if (s->too_large) {
 		settle_failed(s);
-		too_long(c, s->model, s->too_large_tokens);
+		too_long(s, s->too_large_tokens);
 		return;
 	}
 	if (err != AC_OK) {
@@ -660,6 +705,28 @@ proceed(struct send *s, struct ac_verrs *v)
 	}
 }
 
+void
+ac_models_invalid(struct ac_verrs *v, const struct ac_models *ms)
+{
+	char msg[512];
+	size_t k = 0;
+
+	k += (size_t)snprintf(msg, sizeof(msg), "value is not a valid enumeration member; permitted: ");
+	for (int i = 0; i < ms->count && k < sizeof(msg); i++)
+		k += (size_t)snprintf(msg + k, sizeof(msg) - k, "%s'%s'", i > 0 ? ", " : "", ms->m[i].alias);
+	ac_verrs_add(v, "body", "model", msg, "type_error.enum", false, 0);
+}
+
+/* A path's chat id that is no UUID names no chat: 404 without a lookup. */
+static bool
+chat_id_uuid(struct send *s)
+{
+	if (ac_uuid_valid(s->chat_id.ptr, s->chat_id.len))
+		return true;
+	ac_resp_repo_error(s->c, AC_ENOTFOUND, s->chat_id);
+	return false;
+}
+
 static bool
 wants_stream(struct ac_ctx *c)
 {
@@ -688,16 +755,9 @@ model_and_stream(struct send *s, struct ac_verrs *v, struct json_object *body)
 		} else {
 			alias = ac_json_get_str(m);
 			s->model = ac_models_find(ms, alias.ptr, alias.len);
-			if (s->model == NULL) {
-				char msg[512];
-				size_t k = 0;
-
-				k += (size_t)snprintf(msg, sizeof(msg), "value is not a valid enumeration member; permitted: ");
-				for (int i = 0; i < ms->count && k < sizeof(msg); i++)
-					k += (size_t)snprintf(msg + k, sizeof(msg) - k, "%s'%s'", i > 0 ? ", " : "",
-					    ms->m[i].alias);
-				ac_verrs_add(v, "body", "model", msg, "type_error.enum", false, 0);
-			}
+			s->model_named = true;
+			if (s->model == NULL)
+				ac_models_invalid(v, ms);
 		}
 	}
 	if (json_object_object_get_ex(body, "stream", &m)) {
@@ -722,6 +782,8 @@ send_new(struct ac_ctx *c)
 		return NULL;
 	}
 	s->c = c;
+	s->prompt.ptr = c->cfg->system_prompt;
+	s->prompt.len = strlen(c->cfg->system_prompt);
 	ac_buf_init(&s->text, c->cfg->max_body * 2 + 16 * 1048576);
 	/* An event holds at most the whole reply, JSON-escaped (at most 6 bytes a byte). */
 	ac_buf_init(&s->event, 6 * c->cfg->provider_max_response + 4096);
@@ -774,9 +836,11 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
 		goto out;
 	}
+	if (!chat_settings(s))
+		goto out;
 	/* A message that cannot fit the model's context is refused before it is stored. */
-	if (estimate_tokens(message.len) > history_budget(c, s->model)) {
-		too_long(c, s->model, estimate_tokens(message.len));
+	if (estimate_tokens(message.len) > history_budget(s)) {
+		too_long(s, estimate_tokens(message.len));
 		goto out;
 	}
 	err = ac_repo_send_begin(c->repo, s->chat_id, s->user_id, message, s->idem_key, lock_until(c->cfg),
@@ -818,6 +882,8 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
 		goto out;
 	}
+	if (!chat_id_uuid(s) || !chat_settings(s))
+		goto out;
 	err = ac_repo_regenerate_begin(c->repo, s->chat_id, s->user_id, lock_until(c->cfg), &s->state);
 	if (err != AC_OK) {
 		ac_resp_repo_error(c, err, s->chat_id);
@@ -897,8 +963,10 @@ ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
 		goto out;
 	}
-	if (estimate_tokens(content.len) > history_budget(c, s->model)) {
-		too_long(c, s->model, estimate_tokens(content.len));
+	if (!chat_id_uuid(s) || !chat_settings(s))
+		goto out;
+	if (estimate_tokens(content.len) > history_budget(s)) {
+		too_long(s, estimate_tokens(content.len));
 		goto out;
 	}
 	err = ac_repo_edit_begin(c->repo, s->chat_id, s->user_id, message_id, content, lock_until(c->cfg),

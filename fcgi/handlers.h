@@ -28,6 +28,9 @@ void ac_h_openapi(struct ac_ctx *c, const struct ac_str *args);
  */
 bool ac_request_user(struct ac_ctx *c, struct ac_verrs *v, struct json_object *body, struct ac_str *user_id);
 
+/* chat.c: adds the 422 entry for a "model" that is no alias of the registry. */
+void ac_models_invalid(struct ac_verrs *v, const struct ac_models *ms);
+
 /* conf/docs/openapi.json, compiled in (build/openapi_doc.c). */
 extern const char ac_openapi_doc[];
 extern const size_t ac_openapi_doc_len;
