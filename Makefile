@@ -30,10 +30,10 @@ DEB_PACKAGES = debhelper dpkg-dev fakeroot lintian debootstrap
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
 	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/db_pg_pool.c common/repo.c common/repo_send.c \
-	common/repo_tree.c \
+	common/repo_tree.c common/repo_search.c \
 	common/sse.c common/util.c common/valid.c
 FCGI_SRC = fcgi/chat.c fcgi/cli_db.c fcgi/listen_tcp.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c \
-	fcgi/pages.c fcgi/record.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/server.c
+	fcgi/pages.c fcgi/record.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/search.c fcgi/server.c
 SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))
 SQL_PG = $(sort $(wildcard sql/postgres/*.sql))
 COMMON_OBJ = $(COMMON_SRC:%.c=build/%.o) build/migrations.o build/models_default.o
@@ -177,6 +177,7 @@ bench:
 	tests/bench/bench.sh
 	$(PYTHON) tests/bench/chat_bench.py
 	$(PYTHON) tests/bench/loop_bench.py
+	$(PYTHON) tests/bench/search_bench.py
 
 # make deb: build/deb/ai-chat-fcgi_<version>_<arch>.deb, built by dpkg-buildpackage from conf/debian/
 # (copied into a copy of the tree) and checked by lintian (conf/deb.sh).

@@ -121,6 +121,28 @@ enum ac_err ac_repo_chat_delete(struct ac_repo *r, struct ac_str chat_id, struct
 enum ac_err ac_repo_message_list(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
     const struct ac_page *page, bool *more, ac_message_fn fn, void *arg);
 
+/* ---- search (repo_search.c) ---- */
+
+struct ac_search_hit {
+	struct ac_str chat_id;
+	struct ac_str chat_title;	/* ptr NULL: untitled */
+	int64_t message_id;		/* 0: the chat's title matched */
+	bool has_role;			/* false for a title */
+	enum ac_role role;
+	struct ac_str snippet;		/* plain text, matched words between \x02 and \x03 */
+	int64_t created_at;		/* the message's, or the chat's for a title */
+};
+
+typedef enum ac_err (*ac_search_fn)(void *arg, const struct ac_search_hit *hit);
+
+/*
+ * The user's chat titles and shown messages (every branch) that match q, best first: its words
+ * outside quotes each as a prefix, a quoted part as a phrase, all of them.  *total counts every hit.
+ * Text with no word finds nothing.
+ */
+enum ac_err ac_repo_search(struct ac_repo *r, struct ac_str user_id, struct ac_str q, int64_t limit,
+    int64_t offset, int64_t *total, ac_search_fn fn, void *arg);
+
 /* ---- sending a message to the model ---- */
 
 /*

@@ -17,8 +17,8 @@
 
 static const struct ac_strspec title_create_spec = { "title", false, true, 1, TITLE_MAX };
 
-static void
-write_time(struct ac_buf *b, int64_t t)
+void
+ac_write_time(struct ac_buf *b, int64_t t)
 {
 	char ts[AC_TIME_LEN + 1];
 
@@ -42,9 +42,9 @@ write_chat(struct ac_buf *b, const struct ac_chat *chat)
 	else
 		ac_buf_add(b, "null", 4);
 	ac_buf_add(b, ",\"created_at\":", 14);
-	write_time(b, chat->created_at);
+	ac_write_time(b, chat->created_at);
 	ac_buf_add(b, ",\"updated_at\":", 14);
-	write_time(b, chat->updated_at);
+	ac_write_time(b, chat->updated_at);
 	ac_buf_add(b, ",\"message_count\":", 17);
 	ac_buf_addi(b, chat->message_count);
 	ac_buf_adds(b, ",\"system_prompt\":");
@@ -115,7 +115,7 @@ message_item_out(void *arg, const struct ac_message *m)
 		ac_buf_adds(b, ",\"role\":\"user\",\"content\":");
 	ac_json_str(b, m->content.ptr, m->content.len);
 	ac_buf_add(b, ",\"created_at\":", 14);
-	write_time(b, m->created_at);
+	ac_write_time(b, m->created_at);
 	if (m->incomplete)
 		ac_buf_adds(b, ",\"incomplete\":true");
 	ac_buf_adds(b, ",\"parent_id\":");
@@ -209,8 +209,8 @@ chat_cond_out(void *arg, const struct ac_chat *chat)
 }
 
 /* Whether a path's chat id can name a chat: others are answered 404 without a lookup. */
-static bool
-chat_id_ok(struct ac_ctx *c, struct ac_str id)
+bool
+ac_chat_id_ok(struct ac_ctx *c, struct ac_str id)
 {
 	if (ac_uuid_valid(id.ptr, id.len))
 		return true;
@@ -351,7 +351,7 @@ chat_target(struct ac_ctx *c, const struct ac_str *args, struct ac_str *user_id)
 	if (!ok)
 		ac_resp_invalid(c, &v);
 	ac_verrs_free(&v);
-	return ok && chat_id_ok(c, args[0]);
+	return ok && ac_chat_id_ok(c, args[0]);
 }
 
 void
@@ -442,7 +442,7 @@ ac_h_chat_rename(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_invalid(c, &v);
 		goto out;
 	}
-	if (!chat_id_ok(c, args[0]))
+	if (!ac_chat_id_ok(c, args[0]))
 		goto out;
 	ac_resp_start(c, 200);
 	err = ac_repo_chat_update(c->repo, args[0], user_id, &u, chat_out, &c->resp.body);
@@ -498,7 +498,7 @@ ac_h_message_list(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_invalid(c, &v);
 		goto out;
 	}
-	if (!chat_id_ok(c, args[0]))
+	if (!ac_chat_id_ok(c, args[0]))
 		goto out;
 	if (newest) {
 		page.backward = true;
@@ -571,7 +571,7 @@ ac_h_chat_active(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_invalid(c, &v);
 		goto out;
 	}
-	if (!chat_id_ok(c, args[0]))
+	if (!ac_chat_id_ok(c, args[0]))
 		goto out;
 	ac_resp_start(c, 200);
 	err = ac_repo_set_active(c->repo, args[0], user_id, message_id, &found, chat_out, &c->resp.body);

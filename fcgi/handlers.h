@@ -28,6 +28,14 @@ void ac_h_openapi(struct ac_ctx *c, const struct ac_str *args);
  */
 bool ac_request_user(struct ac_ctx *c, struct ac_verrs *v, struct json_object *body, struct ac_str *user_id);
 
+/* handlers.c: a timestamp as a JSON string ("2026-11-25T00:20:14.718833Z"). */
+void ac_write_time(struct ac_buf *b, int64_t t);
+
+/* handlers.c: whether a path's chat id can name a chat (else answered 404 without a lookup). */
+bool ac_chat_id_ok(struct ac_ctx *c, struct ac_str id);
+
+void ac_h_search(struct ac_ctx *c, const struct ac_str *args);
+
 /* chat.c: adds the 422 entry for a "model" that is no alias of the registry. */
 void ac_models_invalid(struct ac_verrs *v, const struct ac_models *ms);
 

@@ -26,6 +26,7 @@ static const struct route routes[] = {
 	{ { "chats", "{chat_id}", "messages", "{message_id}", "edit" }, { [AC_POST] = ac_h_message_edit } },
 	{ { "chat", NULL }, { [AC_POST] = ac_h_chat_send } },
 	{ { "models", NULL }, { [AC_GET] = ac_h_models } },
+	{ { "search", NULL }, { [AC_GET] = ac_h_search } },
 	{ { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi } },
 };
 
