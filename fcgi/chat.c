@@ -1,6 +1,6 @@
 /*
- * Talking to the model: POST /chat, POST /chats/{id}/regenerate, POST /chats/{id}/messages/{id}/edit,
- * GET /models.
+ * Talking to the model: the send that POST /chat, POST /chats/{id}/regenerate and
+ * POST /chats/{id}/messages/{id}/edit begin (their routes are in chat_routes.c).
  *
  * The request side of a send (the state machine itself is the repository's, common/repo.h): begin
  * (the user's message and a reply row, committed), the context from the newest messages of the path
@@ -22,125 +22,47 @@
 #include "../common/json.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "chat_impl.h"
 #include "handlers.h"
 #include "loop.h"
 #include "server.h"
 
-#define IDEMPOTENCY_KEY_MAX 255
 #define HISTORY_MAX_MESSAGES 10000	/* most messages of history sent, however small */
 #define FINISH_TRIES 4			/* storing a reply: tries, with waits between, before a 503 */
 #define DEFER_MAX_US (120LL * 1000000)	/* and then after the response, for this long */
 #define TOKENS_PER_MESSAGE 8		/* role and framing, per message */
 #define EVENT_KEEP (64 * 1024)		/* an SSE event's buffer shrinks back to this */
 
-static const struct ac_strspec chat_id_spec = { "chat_id", true, false, 1, 64 };
-static const struct ac_strspec message_spec = { "message", true, false, 1, SIZE_MAX };
 
 /*
  * A conservative estimate of a text's tokens: one per two bytes.  Tokenizers give about one per
  * four bytes of English and one per character of CJK (three bytes), so this over-counts, and the
  * context never overflows.
  */
-static int64_t
-estimate_tokens(size_t bytes)
+int64_t
+ac_send_estimate_tokens(size_t bytes)
 {
 	return (int64_t)(bytes / 2) + TOKENS_PER_MESSAGE;
 }
 
-/* One send in progress. */
-struct send {
-	struct ac_ctx *c;
-	const struct ac_model *model;
-	bool model_named;		/* the request named the model (else the chat's, or the default) */
-	struct ac_str prompt;		/* the system prompt: the chat's, or SYSTEM_PROMPT */
-	char *prompt_owned;		/* the chat's, copied */
-	struct ac_str chat_id;
-	struct ac_str user_id;
-	struct ac_str idem_key;		/* ptr NULL: none */
-	bool stream;
-	struct ac_send state;
-	bool finished;			/* the send's reply row is settled */
-
-	/* The context, gathered newest first. */
-	struct ac_buf text;		/* the messages' contents, one after another */
-	size_t *offset;			/* where each message's content starts in text */
-	size_t *length;
-	enum ac_llm_role *role;
-	size_t count;
-	size_t cap;
-	int64_t budget;
-	int64_t used;
-	bool too_large;			/* the newest message alone is over the budget */
-	int64_t too_large_tokens;
-
-	struct ac_llm_result res;
-	struct ac_buf event;		/* one SSE event's data */
-
-	/* Parked on the event loop: the call is the send's own, and so are the strings it keeps. */
-	struct ac_llm_hooks hooks;
-	struct ac_provider *call;
-	struct ac_park *park;
-	char *owned;			/* chat_id and user_id, copied */
-};
-
 /* The tokens of history a model's context holds: its window less the reply's share and the prompt. */
-static int64_t
-history_budget(const struct send *s)
+int64_t
+ac_send_history_budget(const struct send *s)
 {
 	const struct ac_model *m = s->model;
 
-	return m->context_window - m->max_completion_tokens - estimate_tokens(s->prompt.len);
+	return m->context_window - m->max_completion_tokens - ac_send_estimate_tokens(s->prompt.len);
 }
 
 /* 413 for a message that alone does not fit. */
-static void
-too_long(struct send *s, int64_t tokens)
+void
+ac_send_too_long(struct send *s, int64_t tokens)
 {
 	char detail[256];
 
 	snprintf(detail, sizeof(detail), "Message too long for model '%s': about %lld tokens, and at most "
-	    "%lld fit its context", s->model->alias, (long long)tokens, (long long)history_budget(s));
+	    "%lld fit its context", s->model->alias, (long long)tokens, (long long)ac_send_history_budget(s));
 	ac_resp_error(s->c, 413, detail);
-}
-
-static enum ac_err
-settings_out(void *arg, const struct ac_chat *chat)
-{
-	struct send *s = arg;
-
-	if (chat->system_prompt.ptr != NULL) {
-		s->prompt_owned = malloc(chat->system_prompt.len + 1);
-		if (s->prompt_owned == NULL)
-			return AC_ENOMEM;
-		memcpy(s->prompt_owned, chat->system_prompt.ptr, chat->system_prompt.len);
-		s->prompt_owned[chat->system_prompt.len] = '\0';
-		s->prompt.ptr = s->prompt_owned;
-		s->prompt.len = chat->system_prompt.len;
-	}
-	if (!s->model_named && chat->model.ptr != NULL) {
-		const struct ac_model *m = ac_models_find(&s->c->cfg->models, chat->model.ptr, chat->model.len);
-
-		if (m != NULL)	/* an alias since taken out of the registry: the default */
-			s->model = m;
-	}
-	return AC_OK;
-}
-
-/*
- * The chat's settings (PATCH /chats/{id}): its system prompt, and its model for a send that names
- * none.  false when answered (404: not the user's chat; 503).
- */
-static bool
-chat_settings(struct send *s)
-{
-	enum ac_err err;
-
-	err = ac_repo_chat_get(s->c->repo, s->chat_id, s->user_id, settings_out, s);
-	if (err != AC_OK) {
-		ac_resp_repo_error(s->c, err, s->chat_id);
-		return false;
-	}
-	return true;
 }
 
 /* The context's buffers, once the provider's request is built from them. */
@@ -156,8 +78,8 @@ context_free(struct send *s)
 	s->count = s->cap = 0;
 }
 
-static void
-send_free(struct send *s)
+void
+ac_send_free(struct send *s)
 {
 	if (s == NULL)
 		return;
@@ -203,7 +125,7 @@ static enum ac_err
 take_message(void *arg, const struct ac_message *m)
 {
 	struct send *s = arg;
-	int64_t cost = estimate_tokens(m->content.len);
+	int64_t cost = ac_send_estimate_tokens(m->content.len);
 
 	if (s->count == 0 && cost > s->budget) {
 		s->too_large = true;
@@ -583,7 +505,7 @@ parked_finish(struct ac_ctx *c, void *arg)
 static void
 parked_release(void *arg)
 {
-	send_free(arg);
+	ac_send_free(arg);
 }
 
 static const struct ac_park_ops park_ops = { parked_finish, parked_release };
@@ -633,11 +555,11 @@ answer(struct send *s)
 	bool called;
 	enum ac_err err;
 
-	s->budget = history_budget(s);
+	s->budget = ac_send_history_budget(s);
 	err = ac_repo_history(c->repo, s->chat_id, s->state.user_message_id, take_message, s);
 	if (s->too_large) {
 		settle_failed(s);
-		too_long(s, s->too_large_tokens);
+		ac_send_too_long(s, s->too_large_tokens);
 		return;
 	}
 	if (err != AC_OK) {
@@ -675,8 +597,8 @@ answer(struct send *s)
 }
 
 /* What a send that began has to do next, by the state the repository gave it. */
-static void
-proceed(struct send *s, struct ac_verrs *v)
+void
+ac_send_proceed(struct send *s, struct ac_verrs *v)
 {
 	struct ac_ctx *c = s->c;
 
@@ -705,75 +627,8 @@ proceed(struct send *s, struct ac_verrs *v)
 	}
 }
 
-void
-ac_models_invalid(struct ac_verrs *v, const struct ac_models *ms)
-{
-	char msg[512];
-	size_t k = 0;
-
-	k += (size_t)snprintf(msg, sizeof(msg), "value is not a valid enumeration member; permitted: ");
-	for (int i = 0; i < ms->count && k < sizeof(msg); i++)
-		k += (size_t)snprintf(msg + k, sizeof(msg) - k, "%s'%s'", i > 0 ? ", " : "", ms->m[i].alias);
-	ac_verrs_add(v, "body", "model", msg, "type_error.enum", false, 0);
-}
-
-/* A path's chat id that is no UUID names no chat: 404 without a lookup. */
-static bool
-chat_id_uuid(struct send *s)
-{
-	if (ac_uuid_valid(s->chat_id.ptr, s->chat_id.len))
-		return true;
-	ac_resp_repo_error(s->c, AC_ENOTFOUND, s->chat_id);
-	return false;
-}
-
-static bool
-wants_stream(struct ac_ctx *c)
-{
-	return c->req.accept != NULL && strstr(c->req.accept, "text/event-stream") != NULL;
-}
-
-/* The "model" and "stream" members shared by POST /chat and regenerate. */
-static void
-model_and_stream(struct send *s, struct ac_verrs *v, struct json_object *body)
-{
-	const struct ac_models *ms = &s->c->cfg->models;
-	struct json_object *m;
-
-	s->model = &ms->m[0];
-	s->stream = wants_stream(s->c);
-	if (body == NULL)
-		return;
-	if (json_object_object_get_ex(body, "model", &m)) {
-		struct ac_str alias;
-
-		if (m == NULL) {
-			ac_verrs_add(v, "body", "model", "none is not an allowed value", "type_error.none.not_allowed",
-			    false, 0);
-		} else if (!json_object_is_type(m, json_type_string)) {
-			ac_verrs_add(v, "body", "model", "str type expected", "type_error.str", false, 0);
-		} else {
-			alias = ac_json_get_str(m);
-			s->model = ac_models_find(ms, alias.ptr, alias.len);
-			s->model_named = true;
-			if (s->model == NULL)
-				ac_models_invalid(v, ms);
-		}
-	}
-	if (json_object_object_get_ex(body, "stream", &m)) {
-		if (m == NULL)
-			ac_verrs_add(v, "body", "stream", "none is not an allowed value", "type_error.none.not_allowed",
-			    false, 0);
-		else if (!json_object_is_type(m, json_type_boolean))
-			ac_verrs_add(v, "body", "stream", "value could not be parsed to a boolean", "type_error.bool",
-			    false, 0);
-		else
-			s->stream = s->stream || json_object_get_boolean(m);
-	}
-}
-
-static struct send *
-send_new(struct ac_ctx *c)
+struct send *
+ac_send_new(struct ac_ctx *c)
 {
 	struct send *s = calloc(1, sizeof(*s));
 
@@ -791,198 +646,3 @@ send_new(struct ac_ctx *c)
 	return s;
 }
 
-static int64_t
-lock_until(const struct ac_config *cfg)
-{
-	/* PROVIDER_TIMEOUT_S bounds the whole call, every try and wait included; and a margin. */
-	return ac_now_us() + ((int64_t)cfg->provider_timeout_s + 10) * 1000000;
-}
-
-void
-ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
-{
-	struct send *s;
-	struct ac_verrs v;
-	struct json_object *body = NULL;
-	struct ac_str message = { NULL, 0 };
-	bool present;
-	enum ac_err err;
-
-	(void)args;
-	s = send_new(c);
-	if (s == NULL)
-		return;
-	ac_verrs_init(&v);
-	if (!ac_request_object(c, &v, true, &body))
-		goto out;
-	if (body != NULL) {
-		ac_valid_body_str(&v, body, &chat_id_spec, &s->chat_id, &present);
-		ac_request_user(c, &v, body, &s->user_id);
-		ac_valid_body_str(&v, body, &message_spec, &message, &present);
-		model_and_stream(s, &v, body);
-	}
-	if (c->req.idempotency_key != NULL) {
-		struct ac_str key = { c->req.idempotency_key, strlen(c->req.idempotency_key) };
-		static const struct ac_strspec key_spec = { "idempotency-key", true, false, 1, IDEMPOTENCY_KEY_MAX };
-
-		if (ac_valid_str(&v, "header", &key_spec, &key, &s->idem_key) == false)
-			s->idem_key.ptr = NULL;
-	}
-	if (v.count > 0) {
-		ac_resp_invalid(c, &v);
-		goto out;
-	}
-	if (c->cfg->api_key[0] == '\0') {
-		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
-		goto out;
-	}
-	if (!chat_settings(s))
-		goto out;
-	/* A message that cannot fit the model's context is refused before it is stored. */
-	if (estimate_tokens(message.len) > history_budget(s)) {
-		too_long(s, estimate_tokens(message.len));
-		goto out;
-	}
-	err = ac_repo_send_begin(c->repo, s->chat_id, s->user_id, message, s->idem_key, lock_until(c->cfg),
-	    &s->state);
-	if (err != AC_OK) {
-		ac_resp_repo_error(c, err, s->chat_id);
-		goto out;
-	}
-	proceed(s, &v);
-out:
-	json_object_put(body);
-	ac_verrs_free(&v);
-	if (!c->parked)
-		send_free(s);
-}
-
-void
-ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
-{
-	struct send *s;
-	struct ac_verrs v;
-	struct json_object *body = NULL;
-	enum ac_err err;
-
-	s = send_new(c);
-	if (s == NULL)
-		return;
-	ac_verrs_init(&v);
-	ac_request_user(c, &v, NULL, &s->user_id);
-	if (!ac_request_object(c, &v, false, &body))
-		goto out;
-	model_and_stream(s, &v, body);
-	if (v.count > 0) {
-		ac_resp_invalid(c, &v);
-		goto out;
-	}
-	s->chat_id = args[0];
-	if (c->cfg->api_key[0] == '\0') {
-		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
-		goto out;
-	}
-	if (!chat_id_uuid(s) || !chat_settings(s))
-		goto out;
-	err = ac_repo_regenerate_begin(c->repo, s->chat_id, s->user_id, lock_until(c->cfg), &s->state);
-	if (err != AC_OK) {
-		ac_resp_repo_error(c, err, s->chat_id);
-		goto out;
-	}
-	proceed(s, &v);
-out:
-	json_object_put(body);
-	ac_verrs_free(&v);
-	if (!c->parked)
-		send_free(s);
-}
-
-void
-ac_h_models(struct ac_ctx *c, const struct ac_str *args)
-{
-	const struct ac_models *ms = &c->cfg->models;
-	struct ac_buf *b = &c->resp.body;
-
-	(void)args;
-	ac_resp_start(c, 200);
-	ac_buf_adds(b, "{\"default\":");
-	ac_json_cstr(b, ms->m[0].alias);
-	ac_buf_adds(b, ",\"models\":[");
-	for (int i = 0; i < ms->count; i++) {
-		const struct ac_model *m = &ms->m[i];
-
-		if (i > 0)
-			ac_buf_addc(b, ',');
-		ac_buf_adds(b, "{\"alias\":");
-		ac_json_cstr(b, m->alias);
-		ac_buf_adds(b, ",\"model\":");
-		ac_json_cstr(b, m->id);
-		ac_buf_printf(b, ",\"temperature\":%.3g,\"max_completion_tokens\":%lld,\"context_window\":%lld,"
-		    "\"reasoning_effort\":", m->temperature, (long long)m->max_completion_tokens,
-		    (long long)m->context_window);
-		if (m->reasoning_effort[0] != '\0')
-			ac_json_cstr(b, m->reasoning_effort);
-		else
-			ac_buf_adds(b, "null");
-		ac_buf_addc(b, '}');
-	}
-	ac_buf_adds(b, "]}");
-}
-
-void
-ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
-{
-	static const struct ac_strspec content_spec = { "content", true, false, 1, SIZE_MAX };
-	struct send *s;
-	struct ac_verrs v;
-	struct json_object *body = NULL;
-	struct ac_str content = { NULL, 0 };
-	int64_t message_id = 0;
-	bool present;
-	enum ac_err err;
-
-	s = send_new(c);
-	if (s == NULL)
-		return;
-	ac_verrs_init(&v);
-	ac_request_user(c, &v, NULL, &s->user_id);
-	if (ac_parse_i64(args[1].ptr, args[1].len, 1, INT64_MAX, &message_id) != AC_OK)
-		ac_verrs_add(&v, "path", "message_id", "value is not a valid integer", "type_error.integer", false, 0);
-	if (!ac_request_object(c, &v, true, &body))
-		goto out;
-	if (body != NULL) {
-		ac_valid_body_str(&v, body, &content_spec, &content, &present);
-		model_and_stream(s, &v, body);
-	}
-	if (v.count > 0) {
-		ac_resp_invalid(c, &v);
-		goto out;
-	}
-	s->chat_id = args[0];
-	if (c->cfg->api_key[0] == '\0') {
-		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
-		goto out;
-	}
-	if (!chat_id_uuid(s) || !chat_settings(s))
-		goto out;
-	if (estimate_tokens(content.len) > history_budget(s)) {
-		too_long(s, estimate_tokens(content.len));
-		goto out;
-	}
-	err = ac_repo_edit_begin(c->repo, s->chat_id, s->user_id, message_id, content, lock_until(c->cfg),
-	    &s->state);
-	if (err != AC_OK) {
-		ac_resp_repo_error(c, err, s->chat_id);
-		goto out;
-	}
-	if (s->state.state == AC_SEND_NO_MESSAGE) {
-		ac_resp_message_missing(c, message_id);
-		goto out;
-	}
-	proceed(s, &v);
-out:
-	json_object_put(body);
-	ac_verrs_free(&v);
-	if (!c->parked)
-		send_free(s);
-}

@@ -24,6 +24,7 @@
 #include "pages.h"
 #include "listen_tcp.h"
 #include "server.h"
+#include "watch.h"
 #include "worker.h"
 
 #define STOP_GRACE_SECONDS 60	/* longest wait for requests in flight at shutdown */
@@ -42,28 +43,10 @@
  * while thousands of replies are stored at once. */
 #define JOB_LANES 4
 
-/*
- * A connection's read deadline.  libfcgi reads the request's records (inside FCGX_Accept_r) and its
- * body with blocking reads that have no timeout; while a thread is in one of them its watch is armed,
- * and the main thread shuts the connection down once the deadline has passed, which ends the read at
- * once.  fd is a copy of the connection's descriptor, so that libfcgi closing its own (after a
- * protocol error) can never leave the main thread shutting down a number since given to another
- * connection.
- */
-struct watch {
-	pthread_mutex_t mu;
-	int fd;			/* -1 between connections */
-	bool armed;		/* in a read from the web server (or closing) */
-	bool records;		/* the read is of the request's records: no request has begun yet */
-	int64_t armed_at;	/* ac_mono_us() when the read began */
-	int64_t deadline;	/* ac_mono_us() past which an armed read is cut */
-	int64_t read_deadline;	/* the request's: FCGI_READ_TIMEOUT_S after its connection came */
-};
-
 struct thread {
 	pthread_t id;
 	struct ac_ctx ctx;
-	struct watch watch;
+	struct ac_watch watch;
 	int listen_fd;
 	atomic_int done;
 	int started;
@@ -111,7 +94,6 @@ ac_server_stopping(void)
 {
 	return atomic_load(&stopping) != 0;
 }
-static _Thread_local struct watch *my_watch;	/* the calling thread's (NULL: none) */
 
 /* The oldest job that may start (a lane free, or it needs none), the gate's lock held (NULL: none). */
 static struct job *
@@ -272,65 +254,6 @@ gate_release_all(void)
 	pthread_mutex_unlock(&gate.mu);
 }
 
-static void
-watch_init(struct watch *w)
-{
-	memset(w, 0, sizeof(*w));
-	pthread_mutex_init(&w->mu, NULL);
-	w->fd = -1;
-}
-
-/* Watches a new connection; false if its descriptor cannot be copied (out of descriptors). */
-static bool
-watch_open(struct watch *w, int fd, int64_t read_deadline)
-{
-	int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-
-	if (copy < 0)
-		return false;
-	pthread_mutex_lock(&w->mu);
-	w->fd = copy;
-	w->armed = false;
-	w->read_deadline = read_deadline;
-	pthread_mutex_unlock(&w->mu);
-	return true;
-}
-
-static void
-watch_arm(struct watch *w, int64_t deadline, bool records)
-{
-	int64_t now = ac_mono_us();
-
-	pthread_mutex_lock(&w->mu);
-	w->armed = true;
-	w->records = records;
-	w->armed_at = now;
-	w->deadline = deadline;
-	pthread_mutex_unlock(&w->mu);
-}
-
-static void
-watch_disarm(struct watch *w)
-{
-	pthread_mutex_lock(&w->mu);
-	w->armed = false;
-	pthread_mutex_unlock(&w->mu);
-}
-
-static void
-watch_close(struct watch *w)
-{
-	int fd;
-
-	pthread_mutex_lock(&w->mu);
-	fd = w->fd;
-	w->fd = -1;
-	w->armed = false;
-	pthread_mutex_unlock(&w->mu);
-	if (fd >= 0)
-		close(fd);
-}
-
 /*
  * Shuts down the connections whose armed read is past its deadline (the main thread, every tick).  A
  * read that began late is given a tick first: what the web server sent long ago is read at once.
@@ -338,48 +261,17 @@ watch_close(struct watch *w)
  * in flight: it is cut at once.
  */
 static void
-watch_sweep(struct thread *threads, int n)
+sweep(struct thread *threads, int n)
 {
 	int64_t now = ac_mono_us();
 	bool stop = atomic_load(&stopping);
 	int cut = 0;
 
-	for (int i = 0; i < n; i++) {
-		struct watch *w = &threads[i].watch;
-
-		pthread_mutex_lock(&w->mu);
-		if (w->armed && w->fd >= 0 && ((now >= w->deadline && now - w->armed_at >= SWEEP_TICK_MS * 1000LL) ||
-		    (stop && w->records))) {
-			(void)shutdown(w->fd, SHUT_RDWR);
-			w->armed = false;
-			cut++;
-		}
-		pthread_mutex_unlock(&w->mu);
-	}
+	for (int i = 0; i < n; i++)
+		cut += ac_watch_cut(&threads[i].watch, now, SWEEP_TICK_MS * 1000LL, stop);
 	if (cut > 0 && !stop)
 		ac_log(AC_LOG_WARN, "closed %d connection%s still sending the request at the deadline "
 		    "(FCGI_READ_TIMEOUT_S)", cut, cut == 1 ? "" : "s");
-}
-
-int64_t
-ac_server_read_begin(void)
-{
-	struct watch *w = my_watch;
-
-	if (w == NULL)
-		return 0;
-	if (w->fd >= 0)
-		watch_arm(w, w->read_deadline, false);
-	return w->read_deadline;
-}
-
-void
-ac_server_read_end(void)
-{
-	struct watch *w = my_watch;
-
-	if (w != NULL && w->fd >= 0)
-		watch_disarm(w);
 }
 
 /* The request line: method, path (no query), status, duration, user, model and tokens. */
@@ -577,7 +469,7 @@ serve(struct thread *t, int fd)
 	struct ac_ctx *c = &t->ctx;
 	int64_t timeout = (int64_t)c->cfg->read_timeout_s * 1000000;
 
-	if (!watch_open(&t->watch, fd, ac_mono_us() + timeout)) {
+	if (!ac_watch_open(&t->watch, fd, ac_mono_us() + timeout)) {
 		ac_log(AC_LOG_ERROR, "cannot watch a connection: %s", strerror(errno));
 		close(fd);
 		return;
@@ -587,9 +479,9 @@ serve(struct thread *t, int fd)
 		int rc;
 
 		c->fcgi.keepConnection = 1;
-		watch_arm(&t->watch, t->watch.read_deadline, true);
+		ac_watch_arm(&t->watch, t->watch.read_deadline, true);
 		rc = FCGX_Accept_r(&c->fcgi);
-		watch_disarm(&t->watch);
+		ac_watch_disarm(&t->watch);
 		if (rc < 0)
 			break;	/* cut off, malformed or past its deadline: libfcgi has closed it */
 		c->envp = c->fcgi.envp;
@@ -600,9 +492,9 @@ serve(struct thread *t, int fd)
 			c->parked = false;
 			break;
 		}
-		watch_arm(&t->watch, ac_mono_us() + FINISH_GRACE_MS * 1000LL, false);
+		ac_watch_arm(&t->watch, ac_mono_us() + FINISH_GRACE_MS * 1000LL, false);
 		FCGX_Finish_r(&c->fcgi);
-		watch_disarm(&t->watch);
+		ac_watch_disarm(&t->watch);
 		ac_run_after(c);
 		if (c->fcgi.ipcFd < 0 || atomic_load(&stopping))
 			break;
@@ -614,7 +506,7 @@ serve(struct thread *t, int fd)
 	if (c->fcgi.ipcFd >= 0)
 		FCGX_Free(&c->fcgi, 1);
 	c->fcgi.ipcFd = -1;
-	watch_close(&t->watch);
+	ac_watch_close(&t->watch);
 }
 
 static _Thread_local struct thread *my_thread;
@@ -655,7 +547,7 @@ run(void *arg)
 	struct thread *t = arg;
 	struct job *job;
 
-	my_watch = &t->watch;
+	ac_my_watch = &t->watch;
 	my_thread = t;
 	for (;;) {
 		int fd;
@@ -705,7 +597,7 @@ stop_threads(struct thread *threads, int n)
 	ac_loop_drain(deadline);
 	do {
 		gate_release_all();
-		watch_sweep(threads, n);
+		sweep(threads, n);
 		left = 0;
 		for (int i = 0; i < n; i++) {
 			if (threads[i].started && !atomic_load(&threads[i].done))
@@ -760,13 +652,13 @@ ac_serve_cgi(const struct ac_config *cfg)
 {
 	extern char **environ;
 	struct ac_ctx c;
-	struct watch w;
+	struct ac_watch w;
 	int status = 1;
 
 	/* No thread to watch: the deadline is only handed to the reads of stdin, which poll with it. */
-	watch_init(&w);
+	ac_watch_init(&w);
 	w.read_deadline = ac_mono_us() + (int64_t)cfg->read_timeout_s * 1000000;
-	my_watch = &w;
+	ac_my_watch = &w;
 	if (ctx_init(&c, cfg)) {
 		c.cgi = true;
 		c.envp = environ;
@@ -778,7 +670,7 @@ ac_serve_cgi(const struct ac_config *cfg)
 		status = 0;
 	}
 	ctx_free(&c);
-	my_watch = NULL;
+	ac_my_watch = NULL;
 	pthread_mutex_destroy(&w.mu);
 	return status;
 }
@@ -839,7 +731,7 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 	}
 	for (i = 0; i < cfg->threads; i++) {
 		pthread_cond_init(&threads[i].turn, NULL);
-		watch_init(&threads[i].watch);
+		ac_watch_init(&threads[i].watch);
 		threads[i].listen_fd = listen_fd;
 		ready = i + 1;	/* ctx_free undoes a half-done ctx_init too */
 		if (!ctx_init(&threads[i].ctx, cfg))
@@ -874,7 +766,7 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 				break;
 			if ((sig == SIGHUP || sig == SIGUSR1) && ac_log_reopen() != AC_OK)
 				ac_log(AC_LOG_ERROR, "cannot reopen LOG_FILE: %s", strerror(errno));
-			watch_sweep(threads, cfg->threads);
+			sweep(threads, cfg->threads);
 		}
 		status = 0;
 	}

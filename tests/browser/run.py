@@ -238,7 +238,13 @@ class Browser:
         self.proc = None
         self.session = None
 
-    def start(self):
+    def log_tail(self, n=600):
+        try:
+            return (self.tmp / "chromedriver.log").read_bytes()[-n:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def start(self, session_timeout=45):
         for path in (CHROMEDRIVER, CHROMIUM):
             if not os.path.exists(path):
                 raise Failure(f"{path} is missing (apt-get install chromium chromium-driver)")
@@ -270,7 +276,7 @@ class Browser:
             # The DevTools network events: every request the page tries, blocked or not.
             "goog:loggingPrefs": {"performance": "ALL", "browser": "ALL"},
         }
-        value = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}}, timeout=45)
+        value = self._call("POST", "/session", {"capabilities": {"alwaysMatch": caps}}, timeout=session_timeout)
         self.session = value["sessionId"]
         return self
 
@@ -686,8 +692,21 @@ def main():
             if not url:
                 stack = Stack()
                 url = stack.start().url
-            browser = Browser()
-            browser.start()
+            # A first chromium on a fresh machine (its caches still to build, the machine busy) may take
+            # longer than a session's timeout: a second try with a new chromedriver, after saying why.
+            for attempt in (1, 2):
+                browser = Browser()
+                try:
+                    browser.start(session_timeout=45 * attempt)
+                    break
+                except (Failure, WebDriverError, OSError) as e:
+                    tail = browser.log_tail()
+                    browser.stop()
+                    browser = None
+                    print(f"    the browser did not start ({e}); chromedriver said: {tail}", flush=True)
+                    if attempt == 2:
+                        raise
+                    print("    trying again with a new chromedriver", flush=True)
         except (Failure, WebDriverError, OSError) as e:
             print(f"FAIL setup: {e}", flush=True)
             failed = len(tests) or 1
