@@ -30,10 +30,10 @@ DEB_PACKAGES = debhelper dpkg-dev fakeroot lintian debootstrap
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
 	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/db_pg_pool.c common/repo.c common/repo_send.c \
-	common/repo_tree.c common/repo_search.c \
+	common/repo_tree.c common/repo_search.c common/repo_export.c \
 	common/sse.c common/util.c common/valid.c
 FCGI_SRC = fcgi/chat.c fcgi/chat_routes.c fcgi/cli_db.c fcgi/listen_tcp.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c fcgi/loop_wire.c \
-	fcgi/pages.c fcgi/record.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/search.c fcgi/server.c fcgi/watch.c
+	fcgi/pages.c fcgi/record.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/search.c fcgi/export.c fcgi/import.c fcgi/server.c fcgi/watch.c
 SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))
 SQL_PG = $(sort $(wildcard sql/postgres/*.sql))
 COMMON_OBJ = $(COMMON_SRC:%.c=build/%.o) build/migrations.o build/models_default.o

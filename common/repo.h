@@ -143,6 +143,45 @@ typedef enum ac_err (*ac_search_fn)(void *arg, const struct ac_search_hit *hit);
 enum ac_err ac_repo_search(struct ac_repo *r, struct ac_str user_id, struct ac_str q, int64_t limit,
     int64_t offset, int64_t *total, ac_search_fn fn, void *arg);
 
+/* ---- export and import (repo_export.c) ---- */
+
+/* A message as exported and imported: every branch, with the active path marked. */
+struct ac_export_message {
+	int64_t id;
+	int64_t parent_id;	/* the nearest shown message above it; 0: a first message */
+	enum ac_role role;
+	struct ac_str content;
+	struct ac_str model;	/* a reply's provider model id (ptr NULL: none) */
+	int64_t created_at;
+	bool incomplete;
+	bool active;
+};
+
+typedef enum ac_err (*ac_export_fn)(void *arg, const struct ac_export_message *m);
+
+/* The user's next chat (archived ones too) in (created_at, id) order after the cursor (after_id ptr
+ * NULL and after_created INT64_MIN: the first); AC_ENOTFOUND past the last. */
+enum ac_err ac_repo_export_next_chat(struct ac_repo *r, struct ac_str user_id, int64_t after_created,
+    struct ac_str after_id, ac_chat_fn fn, void *arg);
+/* Up to limit of the chat's shown messages with ids above after_id, in id order (active_only: of the
+ * active path); *rows counts them.  The chat's ownership is the caller's to check. */
+enum ac_err ac_repo_export_messages(struct ac_repo *r, struct ac_str chat_id, int64_t after_id, int64_t limit,
+    bool active_only, int64_t *rows, ac_export_fn fn, void *arg);
+
+/*
+ * An import is one transaction: ac_repo_import_begin, then for each chat ac_repo_import_chat (a new
+ * id; the title, times and settings of chat), its messages in an order where parents come first
+ * (parent_id the new id of an imported one), ac_repo_import_chat_done (its message_count); then
+ * ac_repo_import_end(r, err), which commits on AC_OK and rolls back otherwise.
+ */
+enum ac_err ac_repo_import_begin(struct ac_repo *r);
+enum ac_err ac_repo_import_chat(struct ac_repo *r, struct ac_str user_id, const struct ac_chat *chat,
+    char id[37]);
+enum ac_err ac_repo_import_message(struct ac_repo *r, struct ac_str chat_id, const struct ac_export_message *m,
+    int64_t *id);
+enum ac_err ac_repo_import_chat_done(struct ac_repo *r, struct ac_str chat_id);
+enum ac_err ac_repo_import_end(struct ac_repo *r, enum ac_err err);
+
 /* ---- sending a message to the model ---- */
 
 /*

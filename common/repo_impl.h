@@ -24,7 +24,8 @@ enum {
 	AC_SQL_LIMITS = 128,
 	AC_SQL_KEEP = 160,
 	AC_SQL_OPS = 192,
-	AC_SQL_SEARCH = 224,	/* search and export (repo_search.c) */
+	AC_SQL_SEARCH = 224,	/* repo_search.c (room for 16) */
+	AC_SQL_EXPORT = 240,	/* repo_export.c (room for 16) */
 };
 
 /* Statement base + i of table (an array of struct ac_sql), ready to bind. */

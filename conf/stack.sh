@@ -14,6 +14,7 @@ app=$top/build/ai-chat-fcgi
 run_dir=${RUN_DIR:-$PWD/run}
 port=${PORT:-$("$app" --config-value PORT)}
 max_body=$("$app" --config-value MAX_BODY_BYTES)
+max_import=$("$app" --config-value MAX_IMPORT_BYTES)
 
 mkdir -p "$run_dir"
 run_dir=$(cd "$run_dir" && pwd)
@@ -45,6 +46,7 @@ fi
 
 sed -e "s|@PORT@|$port|g" -e "s|@SOCKET@|$socket|g" -e "s|@RUN_DIR@|$run_dir|g" \
     -e "s|@TMP_DIR@|$sock_dir|g" -e "s|@DOCS_DIR@|$docs_dir|g" -e "s|@MAX_BODY@|$((max_body + 65536))|g" -e "s|@MAX_BODY_BYTES@|$max_body|g" \
+    -e "s|@MAX_IMPORT_BYTES@|$max_import|g" \
     -e "s|@USER_LINE@|$user_line|g" -e "s|@WORKERS@|${NGINX_WORKERS:-auto}|g" \
     -e "s|@ACCESS_LOG@|${ACCESS_LOG:-$run_dir/access.log}|g" \
     "$top/nginx.conf.example" > "$run_dir/nginx.conf"

@@ -35,6 +35,9 @@ void ac_write_time(struct ac_buf *b, int64_t t);
 bool ac_chat_id_ok(struct ac_ctx *c, struct ac_str id);
 
 void ac_h_search(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_chat_export(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_export(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_import(struct ac_ctx *c, const struct ac_str *args);
 
 /* chat.c: adds the 422 entry for a "model" that is no alias of the registry. */
 void ac_models_invalid(struct ac_verrs *v, const struct ac_models *ms);

@@ -27,6 +27,9 @@ static const struct route routes[] = {
 	{ { "chat", NULL }, { [AC_POST] = ac_h_chat_send } },
 	{ { "models", NULL }, { [AC_GET] = ac_h_models } },
 	{ { "search", NULL }, { [AC_GET] = ac_h_search } },
+	{ { "chats", "{chat_id}", "export", NULL }, { [AC_GET] = ac_h_chat_export } },
+	{ { "export", NULL }, { [AC_GET] = ac_h_export } },
+	{ { "import", NULL }, { [AC_POST] = ac_h_import } },
 	{ { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi } },
 };
 
