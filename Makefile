@@ -10,7 +10,7 @@ CC = gcc
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread -fno-strict-aliasing \
 	$(shell pkg-config --cflags json-c 2>/dev/null) -I/usr/include/postgresql -DAC_SYSCONF_FILE='"$(SYSCONFDIR)/ai-chat-fcgi/ai-chat.env"'
-LDLIBS = -lfcgi -lsqlite3 -lpq -lcurl $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -pthread
+LDLIBS = -lfcgi -lsqlite3 -lpq -lcurl -lsodium -ljwt $(shell pkg-config --libs json-c 2>/dev/null || echo -ljson-c) -pthread
 # make test SANITIZE=1: everything built and run under AddressSanitizer and UndefinedBehaviorSanitizer.
 ifeq ($(SANITIZE),1)
 CFLAGS += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -23,16 +23,17 @@ endif
 PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcurl4-openssl-dev \
 	libcmocka-dev ca-certificates nginx-light python3 python3-jsonschema curl chromium chromium-driver \
 	lighttpd spawn-fcgi apache2 libapache2-mod-fcgid man-db libfaketime gdb libpq-dev postgresql pgbouncer \
-	python3-psycopg2
+	python3-psycopg2 libsodium-dev libjwt-dev apache2-utils
 BENCH_PACKAGES = wrk
 # What make deb needs (Debian's packaging tools), and the package test (a Debian root to install into).
 DEB_PACKAGES = debhelper dpkg-dev fakeroot lintian debootstrap
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
 	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/db_pg_pool.c common/repo.c common/repo_send.c \
-	common/repo_tree.c common/repo_search.c common/repo_export.c \
+	common/repo_tree.c common/repo_users.c common/repo_search.c common/repo_export.c common/auth.c \
 	common/sse.c common/util.c common/valid.c
-FCGI_SRC = fcgi/chat.c fcgi/chat_routes.c fcgi/cli_db.c fcgi/listen_tcp.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c fcgi/loop_wire.c \
+FCGI_SRC = fcgi/chat.c fcgi/chat_routes.c fcgi/cli_db.c fcgi/cli_user.c fcgi/h_admin.c fcgi/h_auth.c fcgi/listen_tcp.c \
+	fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c fcgi/loop_wire.c \
 	fcgi/pages.c fcgi/record.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/search.c fcgi/export.c fcgi/import.c fcgi/server.c fcgi/watch.c
 SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))
 SQL_PG = $(sort $(wildcard sql/postgres/*.sql))

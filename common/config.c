@@ -380,6 +380,67 @@ load_provider(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_s
 	return ac_models_load(&cfg->models, models, msg, msg_size);
 }
 
+/* Accounts: AUTH and the settings of tokens, passwords and the login limits. */
+static enum ac_err
+load_auth(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
+{
+	char tmp[64];
+	const char *v;
+	long long n;
+	enum ac_err err;
+
+	if ((err = setting("AUTH", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
+	if (v == NULL || *v == '\0' || strcmp(v, "token") == 0)
+		cfg->auth_mode = AC_AUTH_TOKEN;
+	else if (strcmp(v, "remote-user") == 0)
+		cfg->auth_mode = AC_AUTH_REMOTE_USER;
+	else if (strcmp(v, "none") == 0)
+		cfg->auth_mode = AC_AUTH_NONE;
+	else {
+		snprintf(msg, msg_size, "AUTH: '%s' is not token, remote-user or none", v);
+		return AC_EINVAL;
+	}
+	if ((err = get_str("JWT_SECRET", dotenv, "", cfg->jwt_secret, sizeof(cfg->jwt_secret), msg,
+	    msg_size)) != AC_OK)
+		return err;
+	if (cfg->jwt_secret[0] != '\0' && strlen(cfg->jwt_secret) < AC_JWT_SECRET_MIN) {
+		snprintf(msg, msg_size, "JWT_SECRET: shorter than %d bytes (make one with: openssl rand -hex 32)",
+		    AC_JWT_SECRET_MIN);
+		return AC_EINVAL;
+	}
+	if ((err = get_int("ACCESS_TOKEN_EXPIRE_MINUTES", dotenv, 60, 1, 525600, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->token_expire_min = (int)n;
+	if ((err = setting("REGISTRATION", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
+	if (v != NULL && *v != '\0' && strcmp(v, "open") != 0 && strcmp(v, "closed") != 0) {
+		snprintf(msg, msg_size, "REGISTRATION: '%s' is not open or closed", v);
+		return AC_EINVAL;
+	}
+	cfg->registration_open = v == NULL || *v == '\0' || strcmp(v, "open") == 0;
+	if ((err = get_int("LOGIN_WINDOW_S", dotenv, 900, 1, 86400, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->login_window_s = (int)n;
+	if ((err = get_int("LOGIN_MAX_FAILURES_PER_EMAIL", dotenv, 5, 0, 1000000, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->login_max_email = (int)n;
+	if ((err = get_int("LOGIN_MAX_FAILURES_PER_ADDR", dotenv, 20, 0, 1000000, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->login_max_addr = (int)n;
+	if ((err = get_int("PASSWORD_HASH_CONCURRENCY", dotenv, 2, 1, 64, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->password_hash_concurrency = (int)n;
+	/* OWASP's minimum for argon2id: 19 MiB, 2 passes. */
+	if ((err = get_int("PASSWORD_HASH_MEMORY_KIB", dotenv, 19456, 19456, 4194304, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->password_hash_memory_kib = (int)n;
+	if ((err = get_int("PASSWORD_HASH_PASSES", dotenv, 2, 2, 100, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->password_hash_passes = (int)n;
+	return AC_OK;
+}
+
 /* The settings, with dotenv the text of the .env file (NULL: none). */
 static enum ac_err
 load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
@@ -488,7 +549,7 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	if ((err = get_int("LOG_CONTENT", dotenv, 0, 0, 1, &n, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->log_content = (int)n;
-	return AC_OK;
+	return load_auth(cfg, dotenv, msg, msg_size);
 }
 
 enum ac_err

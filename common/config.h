@@ -16,6 +16,14 @@
 #define AC_CONFIG_MAX_ORIGINS 32
 #define AC_PATH_MAX 4096
 
+enum ac_auth_mode {
+	AC_AUTH_TOKEN,		/* accounts in the database, bearer tokens */
+	AC_AUTH_REMOTE_USER,	/* the web server's REMOTE_USER */
+	AC_AUTH_NONE,		/* the user_id the request names (a trusted caller only) */
+};
+
+#define AC_JWT_SECRET_MIN 32
+
 struct ac_config {
 	enum ac_db_kind db_kind;	/* DATABASE_URL's engine */
 	char db_path[AC_PATH_MAX];	/* SQLite: the file; PostgreSQL: the libpq connection string */
@@ -57,6 +65,18 @@ struct ac_config {
 	enum ac_log_level log_level;	/* LOG_LEVEL */
 	char log_file[AC_PATH_MAX];	/* LOG_FILE: empty for stderr */
 	int log_content;		/* LOG_CONTENT: message content in debug lines */
+
+	/* Accounts (load_auth in config.c; README "Accounts"). */
+	enum ac_auth_mode auth_mode;	/* AUTH */
+	char jwt_secret[1024];		/* JWT_SECRET: at least 32 bytes; never logged or returned */
+	int token_expire_min;		/* ACCESS_TOKEN_EXPIRE_MINUTES */
+	int registration_open;		/* REGISTRATION=open */
+	int login_window_s;		/* LOGIN_WINDOW_S: the failed logins counted are this recent */
+	int login_max_email;		/* LOGIN_MAX_FAILURES_PER_EMAIL (0: no limit) */
+	int login_max_addr;		/* LOGIN_MAX_FAILURES_PER_ADDR (0: no limit) */
+	int password_hash_concurrency;	/* PASSWORD_HASH_CONCURRENCY: hashes at once per process */
+	int password_hash_memory_kib;	/* PASSWORD_HASH_MEMORY_KIB (argon2id's m) */
+	int password_hash_passes;	/* PASSWORD_HASH_PASSES (argon2id's t) */
 };
 
 #define AC_DEFAULT_SYSTEM_PROMPT \

@@ -95,7 +95,7 @@ do_install() {
     fi
 
     for f in lighttpd-fastcgi.conf lighttpd-cgi.conf apache-proxy-fcgi.conf apache-fcgid.conf \
-        apache-cgi.conf nginx-site.conf ai-chat.env.example; do
+        apache-cgi.conf nginx-site.conf nginx-auth-basic.conf nginx-auth-request.conf ai-chat.env.example; do
         [ -f "$top/conf/$f" ] && put_rewritten "$top/conf/$f" "$share/examples/$f" 0644
     done
     put_rewritten "$top/conf/spawn-fcgi.sh" "$share/examples/spawn-fcgi.sh" 0755
@@ -118,6 +118,14 @@ do_install() {
         install -D -m 0640 "$tmp" "$DESTDIR$settings"
         rm -f "$tmp"
         say "installed the settings file $settings (set GROQ_API_KEY there)"
+    fi
+    # AUTH=token (the default) signs its tokens with JWT_SECRET: a random one, once, when the settings
+    # file has none (never replaced, so an upgrade keeps every token valid).
+    if ! grep -q '^[[:space:]]*\(export[[:space:]]\+\)\?JWT_SECRET=..*' "$DESTDIR$settings"; then
+        secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+        printf '\n# Written by conf/install.sh: the secret bearer tokens are signed with (keep it secret).\nJWT_SECRET=%s\n' \
+            "$secret" >> "$DESTDIR$settings"
+        say "wrote a random JWT_SECRET into $settings"
     fi
     mkdir -p "$DESTDIR$STATEDIR"
     chmod 0750 "$DESTDIR$STATEDIR"

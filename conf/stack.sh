@@ -13,6 +13,18 @@ worker=${WORKER:-$top/build/ai-chat-fcgi}
 app=$top/build/ai-chat-fcgi
 run_dir=${RUN_DIR:-$PWD/run}
 port=${PORT:-$("$app" --config-value PORT)}
+# AUTH=token (the default) needs JWT_SECRET: make run generates one into RUN_DIR, once, when it is
+# not set, so that `make run` just works (tokens stay valid across restarts).
+if [ "$("$app" --config-value AUTH)" = token ] && [ "$("$app" --config-value JWT_SECRET_SET)" = no ]; then
+    mkdir -p "${RUN_DIR:-$PWD/run}"
+    secret_file=${RUN_DIR:-$PWD/run}/jwt_secret
+    if [ ! -s "$secret_file" ]; then
+        (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$secret_file")
+        echo "stack: JWT_SECRET is not set: generated one into $secret_file" >&2
+    fi
+    JWT_SECRET=$(cat "$secret_file")
+    export JWT_SECRET
+fi
 max_body=$("$app" --config-value MAX_BODY_BYTES)
 max_import=$("$app" --config-value MAX_IMPORT_BYTES)
 

@@ -51,6 +51,7 @@ struct send {
 	struct ac_provider *call;
 	struct ac_park *park;
 	char *owned;			/* chat_id and user_id, copied */
+	char new_chat_id[AC_UUID_LEN + 1];	/* a chat this send made (POST /chat without chat_id) */
 };
 
 /* A send for c, or NULL (the 500 answered). */

@@ -16,6 +16,8 @@
 #define IDEMPOTENCY_KEY_MAX 255
 
 static const struct ac_strspec chat_id_spec = { "chat_id", true, false, 1, 64 };
+/* With accounts, a send without a chat_id starts a new chat (the original project's later API). */
+static const struct ac_strspec chat_id_optional_spec = { "chat_id", false, true, 1, 64 };
 static const struct ac_strspec message_spec = { "message", true, false, 1, SIZE_MAX };
 
 void
@@ -125,6 +127,19 @@ model_and_stream(struct send *s, struct ac_verrs *v, struct json_object *body)
 	}
 }
 
+static enum ac_err
+new_chat(void *arg, const struct ac_chat *chat)
+{
+	struct send *s = arg;
+
+	if (chat->id.len != AC_UUID_LEN)
+		return AC_EDB;
+	memcpy(s->new_chat_id, chat->id.ptr, AC_UUID_LEN);
+	s->new_chat_id[AC_UUID_LEN] = '\0';
+	s->chat_id = (struct ac_str){ s->new_chat_id, AC_UUID_LEN };
+	return AC_OK;
+}
+
 static int64_t
 lock_until(const struct ac_config *cfg)
 {
@@ -150,7 +165,11 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 	if (!ac_request_object(c, &v, true, &body))
 		goto out;
 	if (body != NULL) {
-		ac_valid_body_str(&v, body, &chat_id_spec, &s->chat_id, &present);
+		present = true;
+		ac_valid_body_str(&v, body, c->cfg->auth_mode == AC_AUTH_NONE ? &chat_id_spec : &chat_id_optional_spec,
+		    &s->chat_id, &present);
+		if (!present)
+			s->chat_id.ptr = NULL;
 		ac_request_user(c, &v, body, &s->user_id);
 		ac_valid_body_str(&v, body, &message_spec, &message, &present);
 		model_and_stream(s, &v, body);
@@ -170,12 +189,20 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
 		goto out;
 	}
-	/* A message that cannot fit the model's context is refused before it is stored. */
-	if (!chat_settings(s))
+	/* The chat's settings (a new chat has none); a message that cannot fit the model's context is
+	 * refused before it is stored. */
+	if (s->chat_id.ptr != NULL && !chat_settings(s))
 		goto out;
 	if (ac_send_estimate_tokens(message.len) > ac_send_history_budget(s)) {
 		ac_send_too_long(s, ac_send_estimate_tokens(message.len));
 		goto out;
+	}
+	if (s->chat_id.ptr == NULL) {
+		err = ac_repo_chat_create(c->repo, s->user_id, (struct ac_str){ NULL, 0 }, new_chat, s);
+		if (err != AC_OK) {
+			ac_resp_repo_error(c, err, AC_STR(""));
+			goto out;
+		}
 	}
 	err = ac_repo_send_begin(c->repo, s->chat_id, s->user_id, message, s->idem_key, lock_until(c->cfg),
 	    &s->state);

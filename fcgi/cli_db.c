@@ -33,6 +33,8 @@ static const struct table tables[] = {
 	    "(SELECT coalesce(max(id), 0) + 1 FROM messages), false)" },
 	{ "idempotency_keys", "user_id, key, chat_id, user_message_id, reply_message_id, locked_until, created_at",
 	    "sssiiii", NULL },
+	{ "users", "id, email, password_hash, role, token_version, subject, created_at", "ssssisi", NULL },
+	{ "login_attempts", "kind, key, at", "ssi", NULL },
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 
@@ -250,7 +252,8 @@ ac_cli_db(const struct ac_config *cfg, int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: ai-chat-fcgi db copy FROM_URL TO_URL [--force]\n"
-	    "Copies every chat, message and idempotency key (ids and timestamps kept) from one database to\n"
+	    "Copies every chat, message, idempotency key, account and failed login (ids and timestamps kept)\n"
+	    "from one database to\n"
 	    "another (sqlite:///path or postgresql://...), refusing a target that is not empty unless --force.\n");
 	return 2;
 }

@@ -70,6 +70,12 @@ chat_out(void *arg, const struct ac_chat *chat)
 	return ac_buf_err(b);
 }
 
+void
+ac_write_chat(struct ac_buf *b, const struct ac_chat *chat)
+{
+	write_chat(b, chat);
+}
+
 /* Items of a list: a comma before all but the first. */
 struct list_out {
 	struct ac_ctx *c;
@@ -95,16 +101,9 @@ chat_item_out(void *arg, const struct ac_chat *chat)
 	return ac_buf_err(o->b);
 }
 
-static enum ac_err
-message_item_out(void *arg, const struct ac_message *m)
+void
+ac_write_message(struct ac_buf *b, const struct ac_message *m)
 {
-	struct list_out *o = arg;
-	struct ac_buf *b = o->b;
-
-	if (o->n++ > 0)
-		ac_buf_addc(b, ',');
-	else
-		more_header(o);	/* before the body can start streaming */
 	ac_buf_add(b, "{\"id\":", 6);
 	ac_buf_addi(b, m->id);
 	ac_buf_add(b, ",\"chat_id\":", 11);
@@ -130,6 +129,19 @@ message_item_out(void *arg, const struct ac_message *m)
 		ac_buf_addi(b, m->sibling_ids[i]);
 	}
 	ac_buf_add(b, "]}", 2);
+}
+
+static enum ac_err
+message_item_out(void *arg, const struct ac_message *m)
+{
+	struct list_out *o = arg;
+	struct ac_buf *b = o->b;
+
+	if (o->n++ > 0)
+		ac_buf_addc(b, ',');
+	else
+		more_header(o);	/* before the body can start streaming */
+	ac_write_message(b, m);
 	return ac_buf_err(b);
 }
 

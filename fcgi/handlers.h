@@ -22,24 +22,53 @@ void ac_h_chat_active(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_models(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_openapi(struct ac_ctx *c, const struct ac_str *args);
 
+/* h_auth.c: the /auth routes */
+void ac_h_auth_register(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_auth_login(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_auth_token(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_auth_me(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_auth_delete_me(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_auth_logout(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_auth_config(struct ac_ctx *c, const struct ac_str *args);
+
+/* h_admin.c: the /admin routes (the router lets admins only in) */
+void ac_h_admin_users(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_admin_user_create(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_admin_user_role(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_admin_user_delete(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_admin_user_chats(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_admin_chat_messages(struct ac_ctx *c, const struct ac_str *args);
+
+/* handlers.c: the Chat and Message objects, as every route writes them. */
+void ac_write_chat(struct ac_buf *b, const struct ac_chat *chat);
+void ac_write_message(struct ac_buf *b, const struct ac_message *m);
+void ac_write_time(struct ac_buf *b, int64_t t);
+
 /*
  * identity.c: the request's user, for every route that acts on a user's chats.  From body's
  * "user_id" when body is not NULL, else from the query's; a problem is added to v (a 422).
  */
 bool ac_request_user(struct ac_ctx *c, struct ac_verrs *v, struct json_object *body, struct ac_str *user_id);
 
-/* handlers.c: a timestamp as a JSON string ("2026-11-25T00:20:14.718833Z"). */
-void ac_write_time(struct ac_buf *b, int64_t t);
+/*
+ * identity.c: authenticates the request (AUTH=token: its bearer token; remote-user: REMOTE_USER)
+ * into c->who; admin: the account must be an admin.  false when it has answered (401 with
+ * WWW-Authenticate: Bearer, 403, 503).  The router calls it for every route that is not open.
+ */
+bool ac_authenticate(struct ac_ctx *c, bool admin);
+/* Answers 401 {"detail": detail} with WWW-Authenticate: Bearer. */
+void ac_resp_unauthorized(struct ac_ctx *c, const char *detail);
 
 /* handlers.c: whether a path's chat id can name a chat (else answered 404 without a lookup). */
 bool ac_chat_id_ok(struct ac_ctx *c, struct ac_str id);
 
+/* search.c, export.c, import.c */
 void ac_h_search(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_chat_export(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_export(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_import(struct ac_ctx *c, const struct ac_str *args);
 
-/* chat.c: adds the 422 entry for a "model" that is no alias of the registry. */
+/* chat_routes.c: adds the 422 entry for a "model" that is no alias of the registry. */
 void ac_models_invalid(struct ac_verrs *v, const struct ac_models *ms);
 
 /* conf/docs/openapi.json, compiled in (build/openapi_doc.c). */

@@ -25,7 +25,9 @@
 #include "../common/provider.h"
 #include "../common/repo.h"
 #include "../common/util.h"
+#include "../common/auth.h"
 #include "cli_db.h"
+#include "cli_user.h"
 #include "listen_tcp.h"
 #include "server.h"
 #include "worker.h"
@@ -43,9 +45,11 @@ static void
 usage(FILE *f)
 {
 	fprintf(f, "usage: %s [--socket PATH] [--check-config] [--config-value NAME] [--routes] [--version]\n"
+	    "       %s user add EMAIL [--admin] | user role EMAIL admin|user | user adopt OLD_USER_ID EMAIL\n"
+	    "       %s db copy FROM_URL TO_URL [--force]\n"
 	    "Serves the AI chat API over FastCGI: on the unix socket PATH (or FCGI_SOCKET), or on the\n"
 	    "listening socket passed as fd 0 (spawn-fcgi, systemd).  Settings come from the environment\n"
-	    "and ./.env; see README.md.\n", PROGRAM);
+	    "and ./.env; see README.md.\n", PROGRAM, PROGRAM, PROGRAM);
 }
 
 /* Creates the unix socket at path with the configured mode and group. */
@@ -258,6 +262,11 @@ print_value(const struct ac_config *cfg, const char *name)
 		printf("%d\n", cfg->threads);
 	else if (strcmp(name, "DATABASE_PATH") == 0)
 		printf("%s\n", cfg->db_path);
+	else if (strcmp(name, "AUTH") == 0)
+		printf("%s\n", cfg->auth_mode == AC_AUTH_TOKEN ? "token" : cfg->auth_mode == AC_AUTH_REMOTE_USER ?
+		    "remote-user" : "none");
+	else if (strcmp(name, "JWT_SECRET_SET") == 0)	/* never the secret itself */
+		printf("%s\n", cfg->jwt_secret[0] != '\0' ? "yes" : "no");
 	else {
 		fprintf(stderr, "%s: --config-value: unknown setting '%s'\n", PROGRAM, name);
 		return 2;
@@ -297,8 +306,8 @@ main(int argc, char **argv)
 	(void)mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD);
 
 	for (int i = 1; i < argc && db_command == 0; i++) {
-		if (i == 1 && strcmp(argv[i], "db") == 0) {
-			db_command = i;		/* ai-chat-fcgi db ...: fcgi/cli_db.c */
+		if (i == 1 && (strcmp(argv[i], "db") == 0 || strcmp(argv[i], "user") == 0)) {
+			db_command = i;		/* ai-chat-fcgi db|user ...: fcgi/cli_db.c, fcgi/cli_user.c */
 		} else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc) {
 			socket_arg = argv[++i];
 		} else if (strcmp(argv[i], "--config-value") == 0 && i + 1 < argc) {
@@ -323,6 +332,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: configuration: %s\n", PROGRAM, msg);
 		return 2;
 	}
+	if (db_command > 0 && strcmp(argv[db_command], "user") == 0)
+		return ac_cli_user(&cfg, argc - db_command, argv + db_command);
 	if (db_command > 0)
 		return ac_cli_db(&cfg, argc - db_command, argv + db_command);
 	if (socket_arg != NULL) {
@@ -334,6 +345,12 @@ main(int argc, char **argv)
 	}
 	if (value_of != NULL)
 		return print_value(&cfg, value_of);
+	if (cfg.auth_mode == AC_AUTH_TOKEN && cfg.jwt_secret[0] == '\0') {
+		fprintf(stderr, "%s: configuration: JWT_SECRET is not set: AUTH=token (the default) signs its "
+		    "tokens with it (at least %d bytes; make one with: openssl rand -hex 32), or set "
+		    "AUTH=remote-user or AUTH=none\n", PROGRAM, AC_JWT_SECRET_MIN);
+		return 2;
+	}
 	if (ac_log_open(cfg.log_file, cfg.log_level) != AC_OK) {
 		fprintf(stderr, "%s: LOG_FILE: %s: %s\n", PROGRAM, cfg.log_file, strerror(errno));
 		return 2;
@@ -350,6 +367,11 @@ main(int argc, char **argv)
 	}
 
 	raise_fd_limit();
+	/* Before any thread or worker process: the dummy hash is made once and inherited. */
+	if (ac_auth_init(&cfg) != AC_OK) {
+		fprintf(stderr, "%s: libsodium failed to initialise\n", PROGRAM);
+		return 1;
+	}
 	if (ac_provider_global_init() != AC_OK) {
 		fprintf(stderr, "%s: libcurl failed to initialise\n", PROGRAM);
 		return 1;
@@ -377,9 +399,13 @@ main(int argc, char **argv)
 			    "with a listening socket on fd 0 (spawn-fcgi, systemd)\n", PROGRAM);
 		return 1;
 	}
-	ac_log(AC_LOG_INFO, "serving %s with %d process%s of %d threads, database %s",
+	ac_log(AC_LOG_INFO, "serving %s with %d process%s of %d threads, database %s, AUTH=%s",
 	    cfg.socket_path[0] != '\0' ? cfg.socket_path : "fd 0", cfg.processes,
-	    cfg.processes == 1 ? "" : "es", cfg.threads, cfg.db_display);
+	    cfg.processes == 1 ? "" : "es", cfg.threads, cfg.db_display,
+	    cfg.auth_mode == AC_AUTH_TOKEN ? "token" : cfg.auth_mode == AC_AUTH_REMOTE_USER ? "remote-user" : "none");
+	if (cfg.auth_mode == AC_AUTH_NONE)
+		ac_log(AC_LOG_WARN, "AUTH=none: every request names its user (user_id) and is believed; only for "
+		    "a backend that nothing but a trusted application server can reach");
 	if (cfg.processes == 1)
 		status = ac_serve(&cfg, listen_fd);
 	else

@@ -1,6 +1,7 @@
 /* The request, from the FastCGI environment and input stream. */
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../common/json.h"
 #include "../common/util.h"
@@ -215,6 +216,45 @@ ac_request_object(struct ac_ctx *c, struct ac_verrs *v, bool required, struct js
 		json_object_put(*obj);
 		*obj = NULL;
 		ac_verrs_add(v, "body", NULL, "value is not a valid dict", "type_error.dict", false, 0);
+	}
+	return true;
+}
+
+bool
+ac_request_form(struct ac_ctx *c, struct ac_query *form)
+{
+	const char *ct = c->req.content_type;
+	char detail[96], *room;
+	int status;
+
+	memset(form, 0, sizeof(*form));
+	if (ct == NULL || strncasecmp(ct, "application/x-www-form-urlencoded", 33) != 0 ||
+	    (ct[33] != '\0' && ct[33] != ';' && ct[33] != ' ')) {
+		ac_resp_error(c, 415, "Unsupported Media Type: send application/x-www-form-urlencoded");
+		return false;
+	}
+	status = read_body(c, c->cfg->max_body);
+	if (status == 413) {
+		snprintf(detail, sizeof(detail), "Request body too large: the limit is %zu bytes",
+		    c->cfg->max_body);
+		ac_resp_error(c, 413, detail);
+		return false;
+	}
+	if (status == 400 || status == 499) {
+		ac_resp_error(c, 400, status == 400 ? "Request body shorter than its Content-Length" :
+		    "Request body cut off before its end");
+		return false;
+	}
+	/* Decoded after the body itself, in the same buffer (which may move). */
+	room = status == 0 ? ac_buf_room(&c->in, c->req.body.len + 1) : NULL;
+	if (room == NULL) {
+		ac_resp_error(c, 500, "Out of memory");
+		return false;
+	}
+	c->req.body.ptr = c->in.data;
+	if (ac_query_parse(c->req.body.ptr, c->req.body.len, room, form) != AC_OK) {
+		ac_resp_error(c, 400, "Malformed form body");
+		return false;
 	}
 	return true;
 }

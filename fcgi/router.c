@@ -9,29 +9,69 @@
 
 #define MAX_SEGS 5
 
+/*
+ * Who may call a route (every route says).  USER: AUTH=token and remote-user
+ * authenticate the request before its handler runs (identity.c), AUTH=none lets it through as the
+ * original API did.  Account routes (/auth/me, /admin/...) have no meaning without accounts.
+ */
+enum access {
+	USER,
+	OPEN,		/* anyone, in every mode */
+	ACCOUNT,	/* AUTH=token and remote-user: a user's; AUTH=none: no such route */
+	ADMIN,		/* AUTH=token and remote-user: an admin's; AUTH=none: no such route */
+};
+
 struct route {
 	const char *segs[MAX_SEGS];		/* "{name}" matches any non-empty segment, passed to the handler */
 	ac_handler on[AC_METHOD_OTHER];	/* by method; HEAD falls back to GET */
+	enum access access;
 };
 
 static const struct route routes[] = {
-	{ { NULL }, { [AC_GET] = ac_h_root } },
-	{ { "health", NULL }, { [AC_GET] = ac_h_health } },
-	{ { "chats", NULL }, { [AC_GET] = ac_h_chat_list, [AC_POST] = ac_h_chat_create } },
+	{ { NULL }, { [AC_GET] = ac_h_root }, OPEN },
+	{ { "health", NULL }, { [AC_GET] = ac_h_health }, OPEN },
+	{ { "chats", NULL }, { [AC_GET] = ac_h_chat_list, [AC_POST] = ac_h_chat_create } , USER },
 	{ { "chats", "{chat_id}", NULL },
-	    { [AC_GET] = ac_h_chat_get, [AC_PATCH] = ac_h_chat_rename, [AC_DELETE] = ac_h_chat_delete } },
-	{ { "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_message_list } },
-	{ { "chats", "{chat_id}", "regenerate", NULL }, { [AC_POST] = ac_h_chat_regenerate } },
-	{ { "chats", "{chat_id}", "active", NULL }, { [AC_PUT] = ac_h_chat_active } },
-	{ { "chats", "{chat_id}", "messages", "{message_id}", "edit" }, { [AC_POST] = ac_h_message_edit } },
-	{ { "chat", NULL }, { [AC_POST] = ac_h_chat_send } },
-	{ { "models", NULL }, { [AC_GET] = ac_h_models } },
-	{ { "search", NULL }, { [AC_GET] = ac_h_search } },
-	{ { "chats", "{chat_id}", "export", NULL }, { [AC_GET] = ac_h_chat_export } },
-	{ { "export", NULL }, { [AC_GET] = ac_h_export } },
-	{ { "import", NULL }, { [AC_POST] = ac_h_import } },
-	{ { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi } },
+	    { [AC_GET] = ac_h_chat_get, [AC_PATCH] = ac_h_chat_rename, [AC_DELETE] = ac_h_chat_delete } , USER },
+	{ { "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_message_list } , USER },
+	{ { "chats", "{chat_id}", "regenerate", NULL }, { [AC_POST] = ac_h_chat_regenerate } , USER },
+	{ { "chats", "{chat_id}", "active", NULL }, { [AC_PUT] = ac_h_chat_active } , USER },
+	{ { "chats", "{chat_id}", "messages", "{message_id}", "edit" }, { [AC_POST] = ac_h_message_edit } , USER },
+	{ { "chat", NULL }, { [AC_POST] = ac_h_chat_send } , USER },
+	{ { "models", NULL }, { [AC_GET] = ac_h_models }, OPEN },
+	{ { "search", NULL }, { [AC_GET] = ac_h_search }, USER },
+	{ { "chats", "{chat_id}", "export", NULL }, { [AC_GET] = ac_h_chat_export }, USER },
+	{ { "export", NULL }, { [AC_GET] = ac_h_export }, USER },
+	{ { "import", NULL }, { [AC_POST] = ac_h_import }, USER },
+	{ { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi }, OPEN },
+	/* The account routes answer by mode themselves (h_auth.c). */
+	{ { "auth", "register", NULL }, { [AC_POST] = ac_h_auth_register }, OPEN },
+	{ { "auth", "login", NULL }, { [AC_POST] = ac_h_auth_login }, OPEN },
+	{ { "auth", "token", NULL }, { [AC_POST] = ac_h_auth_token }, OPEN },
+	{ { "auth", "config", NULL }, { [AC_GET] = ac_h_auth_config }, OPEN },
+	{ { "auth", "me", NULL }, { [AC_GET] = ac_h_auth_me, [AC_DELETE] = ac_h_auth_delete_me }, ACCOUNT },
+	{ { "auth", "logout", NULL }, { [AC_POST] = ac_h_auth_logout }, ACCOUNT },
+	{ { "admin", "users", NULL }, { [AC_GET] = ac_h_admin_users, [AC_POST] = ac_h_admin_user_create }, ADMIN },
+	{ { "admin", "users", "{user_id}", NULL }, { [AC_DELETE] = ac_h_admin_user_delete }, ADMIN },
+	{ { "admin", "users", "{user_id}", "role", NULL }, { [AC_PATCH] = ac_h_admin_user_role }, ADMIN },
+	{ { "admin", "users", "{user_id}", "chats", NULL }, { [AC_GET] = ac_h_admin_user_chats }, ADMIN },
+	{ { "admin", "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_admin_chat_messages }, ADMIN },
 };
+
+/* Authenticates the request as its route needs; false when it has answered. */
+static bool
+allowed(struct ac_ctx *c, enum access access)
+{
+	if (access == OPEN)
+		return true;
+	if (c->cfg->auth_mode == AC_AUTH_NONE) {
+		if (access == USER)
+			return true;
+		ac_resp_error(c, 404, "Not available: there are no accounts (AUTH=none)");
+		return false;
+	}
+	return ac_authenticate(c, access == ADMIN);
+}
 
 static const char *const method_names[AC_METHOD_OTHER] = {
 	[AC_GET] = "GET", [AC_HEAD] = "HEAD", [AC_POST] = "POST", [AC_PUT] = "PUT",
@@ -106,6 +146,7 @@ ac_route(struct ac_ctx *c)
 	struct ac_str args[MAX_ARGS];
 	enum ac_method m = c->req.method;
 
+	memset(&c->who, 0, sizeof(c->who));
 	if (m == AC_OPTIONS && c->req.origin != NULL && c->req.acr_method != NULL) {
 		preflight(c);
 		return;
@@ -122,7 +163,8 @@ ac_route(struct ac_ctx *c)
 		if (h == NULL && m == AC_HEAD)
 			h = rt->on[AC_GET];
 		if (h != NULL) {
-			h(c, args);
+			if (allowed(c, rt->access))
+				h(c, args);
 			return;
 		}
 		for (int j = 0; j < AC_METHOD_OTHER; j++) {

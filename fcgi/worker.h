@@ -85,6 +85,18 @@ struct ac_logline {
 
 struct ac_park;
 
+/* The request's account, once identity.c has authenticated it (AUTH=token or remote-user). */
+struct ac_who {
+	bool known;
+	bool admin;
+	bool has_password;
+	char id[256];
+	size_t id_len;
+	char email[256];
+	size_t email_len;
+	int64_t created_at;
+};
+
 struct ac_ctx {
 	const struct ac_config *cfg;
 	struct ac_repo *repo;
@@ -98,6 +110,7 @@ struct ac_ctx {
 	struct ac_buf in;	/* the request body */
 	struct ac_after after;
 	struct ac_logline log;
+	struct ac_who who;	/* reset by ac_route for every request */
 	int64_t started;	/* ac_mono_us() when the request began */
 	/*
 	 * The event loop (loop.c).  parked: the request was handed to the loop, which owns its
@@ -170,6 +183,12 @@ bool ac_request_json_max(struct ac_ctx *c, struct ac_verrs *v, size_t max, bool 
 /* As ac_request_json, for a body that must be a JSON object: another value adds "value is not a
  * valid dict" to v and leaves *obj NULL. */
 bool ac_request_object(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json_object **obj);
+
+/*
+ * The body as an HTML form (application/x-www-form-urlencoded; 415 otherwise), decoded into form.
+ * Returns false when it has answered (415, 413, 400).
+ */
+bool ac_request_form(struct ac_ctx *c, struct ac_query *form);
 
 /* ---- response.c ---- */
 

@@ -133,7 +133,8 @@ start_stack() {
         cd "$work"
         # Like nginx's access log, the worker's request lines are off while measuring (LOG_LEVEL=info
         # to keep them).
-        exec setsid env WORKER="$worker" PORT="$port" RUN_DIR="$work/run-$name" ACCESS_LOG=off \
+        # AUTH=none: the requests name their user_id (the original API), unless the caller says.
+        exec setsid env WORKER="$worker" PORT="$port" RUN_DIR="$work/run-$name" ACCESS_LOG=off AUTH="${STACK_AUTH:-none}" \
             LOG_LEVEL="${LOG_LEVEL:-warn}" BODY_BYTES="$body_bytes" \
             NGINX_WORKERS=1 DATABASE_URL="$url" "$stack"
     ) </dev/null >"$work/$name.log" 2>&1 &

@@ -69,7 +69,7 @@ class Stack:
     def __init__(self, work, name, env, database_url=None):
         self.port = free_port()
         self.run_dir = os.path.join(work, name)
-        e = dict(os.environ, PORT=str(self.port), RUN_DIR=self.run_dir, ACCESS_LOG="off",
+        e = dict(os.environ, PORT=str(self.port), RUN_DIR=self.run_dir, ACCESS_LOG="off", AUTH="none",
                  LOG_LEVEL=os.environ.get("LOG_LEVEL", "warn"),
                  DATABASE_URL=database_url or "sqlite:///" + os.path.join(work, name + ".db"), **env)
         self.log = open(os.path.join(work, name + ".log"), "w")

@@ -248,7 +248,7 @@ class Stack:
         self.port = free_port()
         self.run_dir = os.path.join(work, name)
         self.db = os.path.join(DB_DIR or work, name + ".db")
-        e = dict(os.environ, PORT=str(self.port), RUN_DIR=self.run_dir, ACCESS_LOG="off", NGINX_WORKERS="2",
+        e = dict(os.environ, PORT=str(self.port), RUN_DIR=self.run_dir, ACCESS_LOG="off", NGINX_WORKERS="2", AUTH="none",
                  LOG_LEVEL=os.environ.get("LOG_LEVEL", "info"), DATABASE_URL="sqlite:///" + self.db, **env)
         self.log_path = os.path.join(work, name + ".log")
         self.log = open(os.path.join(work, name + ".log"), "w")

@@ -41,7 +41,7 @@ SETTINGS = (
     "DB_BUSY_TIMEOUT_MS", "FCGI_SOCKET", "FCGI_SOCKET_MODE", "FCGI_SOCKET_GROUP", "RUN_DIR", "WORKER",
     "NGINX_WORKERS", "ACCESS_LOG", "GROQ_API_KEY", "GROQ_BASE_URL", "MODELS_FILE", "SYSTEM_PROMPT",
     "PROVIDER_CONNECT_TIMEOUT_MS", "PROVIDER_TIMEOUT_S", "PROVIDER_RETRIES", "PROVIDER_MAX_RESPONSE_BYTES",
-    "SSE_HEARTBEAT_S",
+    "SSE_HEARTBEAT_S", "AUTH", "JWT_SECRET", "REGISTRATION",
 )
 
 STACK_START_TIMEOUT = 15       # s until GET /health answers 200
@@ -178,7 +178,8 @@ class Stack:
         if not WORKER.exists():
             raise Failure(f"{WORKER} does not exist: run make")
         env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
-        env.update({"PORT": str(self.port), "RUN_DIR": str(self.tmp / "run"),
+        # AUTH=token, with the secret conf/stack.sh generates (as under make run): Swagger UI's Authorize
+        env.update({"PORT": str(self.port), "RUN_DIR": str(self.tmp / "run"), "AUTH": "token",
                     "DATABASE_URL": f"sqlite:///{self.tmp}/browser.db"})
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
@@ -310,6 +311,9 @@ class Browser:
 
     def click(self, element):
         self.cmd("POST", f"/element/{element}/click", {})
+
+    def type(self, element, text):
+        self.cmd("POST", f"/element/{element}/value", {"text": text})
 
     def text(self, element):
         return self.cmd("GET", f"/element/{element}/text")
@@ -504,6 +508,88 @@ def swagger_try_it_out_health(ctx):
     print(f"    live response {live['status']}: {' '.join(live['body'].split())[:120]}", flush=True)
 
 
+def http_json(method, url, body=None, headers=None, timeout=10):
+    """(status, decoded body) of one JSON request."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method,
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"null")
+
+
+AUTHORIZE_FIELDS_JS = """
+var modal = document.querySelector('.modal-ux');
+if (!modal) return null;
+var user = modal.querySelector('#oauth_username'), pass = modal.querySelector('#oauth_password');
+if (!user || !pass) return null;
+var wrapper = user.closest('.auth-container') || modal;
+var button = wrapper.querySelector('.auth-btn-wrapper .btn.modal-btn.auth.authorize');
+return {user: user, pass: pass, button: button};
+"""
+
+AUTHORIZED_JS = """
+var modal = document.querySelector('.modal-ux');
+if (!modal) return null;
+var buttons = modal.querySelectorAll('.auth-btn-wrapper .btn.modal-btn.auth');
+for (var i = 0; i < buttons.length; i++)
+  if (buttons[i].textContent.trim() === 'Logout') return modal.querySelector('.btn-done, .close-modal');
+var errors = modal.querySelector('.errors');
+return errors ? {error: errors.textContent.trim()} : null;
+"""
+
+
+def swagger_authorize_then_list_chats(ctx):
+    """Registers a user, logs in with Swagger UI's Authorize (the OAuth2 password flow against
+    /auth/token), and gets 200 from GET /chats with the token Swagger UI then sends."""
+    status, mode = http_json("GET", ctx.url + "/auth/config")
+    check(status == 200 and mode.get("mode") == "token", f"the server is not in AUTH=token: {status} {mode}")
+    email = f"browser-{os.getpid()}-{int(time.time())}@example.com"
+    password = "correct horse battery"
+    status, user = http_json("POST", ctx.url + "/auth/register", {"email": email, "password": password})
+    check(status == 201, f"POST /auth/register: {status} {user}")
+    status, _ = http_json("GET", ctx.url + "/chats")
+    check(status == 401, f"GET /chats without a token answered {status}")
+    b = ctx.browser
+    open_swagger(ctx)
+    authorize = poll(lambda: element(b.execute("return document.querySelector('.auth-wrapper .btn.authorize');")), 10)
+    check(authorize, "Swagger UI shows no Authorize button")
+    b.click(authorize)
+    fields = poll(lambda: b.execute(AUTHORIZE_FIELDS_JS), 10)
+    check(fields and element(fields.get("button")), "the Authorize dialog has no OAuth2 username/password form")
+    b.type(element(fields["user"]), email)
+    b.type(element(fields["pass"]), password)
+    b.click(element(fields["button"]))
+    done = poll(lambda: b.execute(AUTHORIZED_JS), 15)
+    b.screenshot(ctx.out / "docs-authorized.png")
+    check(done and not (isinstance(done, dict) and "error" in done),
+          f"Authorize did not log in: {done}")
+    b.click(element(done))
+    block = element(b.execute(FIND_OPBLOCK_JS, "GET", "/chats"))
+    check(block, "Swagger UI shows no GET /chats block")
+    ref = {ELEMENT_KEY: block}
+    control = element(b.execute(IN_BLOCK_JS, ref, ".opblock-summary-control")) or \
+        element(b.execute(IN_BLOCK_JS, ref, ".opblock-summary"))
+    b.click(control)
+    try_out = poll(lambda: element(b.execute(IN_BLOCK_JS, ref, "button.try-out__btn")), 10)
+    check(try_out, "no \"Try it out\" button on GET /chats")
+    b.click(try_out)
+    execute = poll(lambda: element(b.execute(IN_BLOCK_JS, ref, "button.execute")), 10)
+    check(execute, "no \"Execute\" button on GET /chats")
+    b.click(execute)
+    live = poll(lambda: b.execute(LIVE_RESPONSE_JS, ref), 15)
+    b.execute("var t = arguments[0].querySelector('.live-responses-table');"
+              "if (t) t.scrollIntoView({block: 'center'});", ref)
+    b.screenshot(ctx.out / "docs-chats.png")
+    check(live, "no live response within 15 s of \"Execute\" on GET /chats")
+    check(live["status"] == "200", f"GET /chats shows code {live['status']!r}: {live['all'][:300]}")
+    check('"total"' in live["body"], f"the live response is not a chat list: {live['body'][:300]!r}")
+    print(f"    authorized as {email}; GET /chats {live['status']}: {' '.join(live['body'].split())[:80]}",
+          flush=True)
+
+
 REDOC_STATE_JS = """
 var root = document.querySelector('redoc');
 var menu = document.querySelector('.menu-content');
@@ -660,8 +746,8 @@ def no_external_requests(ctx):
         print(f"    blocked by the page's policy: {note}", flush=True)
 
 
-TESTS = [swagger_lists_every_operation, swagger_try_it_out_health, redoc_lists_every_operation,
-         no_external_requests]
+TESTS = [swagger_lists_every_operation, swagger_try_it_out_health, swagger_authorize_then_list_chats,
+         redoc_lists_every_operation, no_external_requests]
 
 
 # --------------------------------------------------------------------------------------------------

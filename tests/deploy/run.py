@@ -223,6 +223,7 @@ def eq(got, want, what):
 
 def clean_env(**extra):
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env["AUTH"] = "none"  # the original API (user_id in the request): accounts are tests/e2e/test_auth*.py's
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -305,7 +306,8 @@ def example(name, mapping):
 def settings_file(scope, db, provider_port, **extra):
     path = scope.dir / "ai-chat.env"
     lines = [f"DATABASE_URL=sqlite:///{db}", "GROQ_API_KEY=test-key",
-             f"GROQ_BASE_URL=http://127.0.0.1:{provider_port}/v1", "PROVIDER_RETRIES=0"]
+             f"GROQ_BASE_URL=http://127.0.0.1:{provider_port}/v1", "PROVIDER_RETRIES=0",
+             "AUTH=none"]  # the original API (user_id in the request); accounts: tests/e2e/test_auth*.py
     lines += [f"{k}={v}" for k, v in extra.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -894,6 +896,7 @@ def _installed_files(root, prefix):
              f"{share}/examples/lighttpd-fastcgi.conf", f"{share}/examples/lighttpd-cgi.conf",
              f"{share}/examples/apache-proxy-fcgi.conf", f"{share}/examples/apache-fcgid.conf",
              f"{share}/examples/apache-cgi.conf", f"{share}/examples/nginx-site.conf",
+             f"{share}/examples/nginx-auth-basic.conf", f"{share}/examples/nginx-auth-request.conf",
              f"{share}/examples/spawn-fcgi.sh", f"{share}/examples/systemd/ai-chat-fcgi.socket",
              f"{share}/examples/systemd/ai-chat-fcgi.service"]
     files += [f"{share}/sql/{f.parent.name}/{f.name}" for f in (ROOT / "sql").glob("*/*.sql")]

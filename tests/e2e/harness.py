@@ -51,6 +51,9 @@ SETTINGS = (
     "NGINX_WORKERS", "ACCESS_LOG", "GROQ_API_KEY", "GROQ_BASE_URL", "MODELS_FILE", "SYSTEM_PROMPT",
     "PROVIDER_CONNECT_TIMEOUT_MS", "PROVIDER_TIMEOUT_S", "PROVIDER_RETRIES", "PROVIDER_MAX_RESPONSE_BYTES",
     "SSE_HEARTBEAT_S", "FCGI_READ_TIMEOUT_S", "REASONING", "EVENT_LOOP", "CLIENT_QUEUE_BYTES", "PAGE_CACHE_BYTES",
+    "AUTH", "JWT_SECRET", "ACCESS_TOKEN_EXPIRE_MINUTES", "REGISTRATION", "LOGIN_WINDOW_S",
+    "LOGIN_MAX_FAILURES_PER_EMAIL", "LOGIN_MAX_FAILURES_PER_ADDR", "PASSWORD_HASH_CONCURRENCY",
+    "PASSWORD_HASH_MEMORY_KIB", "PASSWORD_HASH_PASSES", "AI_CHAT_CONFIG",
 )
 
 # The database engine of this run: E2E_DB=sqlite (the default) or postgres (a throwaway cluster made
@@ -339,6 +342,9 @@ class Stack:
             "DATABASE_URL": self.database_url,
             "RUN_DIR": str(self.run_dir),
             "PORT": str(self.port),
+            # The API as it was before accounts (user_id in the request): the account tests
+            # (test_auth*.py) start their stacks with AUTH=token or remote-user.
+            "AUTH": "none",
         })
         for key, value in (env or {}).items():
             if value is None:

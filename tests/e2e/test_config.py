@@ -31,6 +31,7 @@ def check_config(env=None, dotenv=None):
     try:
         full_env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
         full_env["DATABASE_URL"] = f"sqlite:///{tmp}/config.db"
+        full_env["AUTH"] = "none"  # AUTH=token's own settings: test_auth.py
         full_env.update(env or {})
         if dotenv is not None:
             with open(os.path.join(tmp, ".env"), "w") as f:

@@ -325,3 +325,35 @@ def export_of_100000_messages_streams_in_constant_memory():
         print(f"    export of 100,000 messages: {total / 1e6:.1f} MB; the worker's RSS {baseline / 1024:.1f} MiB "
               f"before, at most {peak / 1024:.1f} MiB during (+{grown / 1024:.1f} MiB)")
         assert grown < 16 * 1024, f"the worker grew by {grown} KiB while exporting {total} bytes"
+
+
+@test
+def new_routes_act_for_the_tokens_account():
+    """AUTH=token: search, export, import and the settings act for the bearer's account; another
+    account's chat is a 404 on every one of them, and no token is a 401."""
+    from auth_util import account, bearer, token_stack, unauthorized
+    _, s = token_stack()
+    alice, _, ta = account(s, "alice")
+    _, _, tb = account(s, "bob")
+    _, chat = expect(s, "POST", "/chats", 201, json={"title": "alice's zanzibar plans"}, headers=bearer(ta))
+    cid = chat["id"]
+    assert chat["user_id"] == alice["id"], chat
+    _, found = expect(s, "GET", "/search?q=zanzibar", 200, headers=bearer(ta))
+    assert [r["chat_id"] for r in found["results"]] == [cid], found
+    expect(s, "GET", "/search?q=zanzibar", 200, {"results": [], "total": 0}, headers=bearer(tb))
+    gone = {"detail": f"Chat with id '{cid}' not found"}
+    for fmt in ("json", "markdown"):
+        expect(s, "GET", f"/chats/{cid}/export?format={fmt}", 404, gone, headers=bearer(tb))
+    expect(s, "PATCH", f"/chats/{cid}", 404, gone, json={"pinned": True, "system_prompt": "x"}, headers=bearer(tb))
+    resp = s.request("GET", "/export", headers=bearer(tb))
+    assert resp.status == 200 and resp.data()["chats"] == [], resp.describe()
+    resp = s.request("GET", "/export", headers=bearer(ta))
+    mine = resp.data()
+    assert [c["id"] for c in mine["chats"]] == [cid], mine
+    _, got = expect(s, "POST", "/import", 201, json=mine, headers=bearer(tb))
+    _, copied = expect(s, "GET", f"/chats/{got['chat_ids'][0]}", 200, headers=bearer(tb))
+    assert copied["title"] == "alice's zanzibar plans", copied
+    expect(s, "GET", f"/chats/{got['chat_ids'][0]}", 404, headers=bearer(ta))
+    for method, path in (("GET", "/search?q=x"), ("GET", f"/chats/{cid}/export"), ("GET", "/export"),
+                         ("POST", "/import")):
+        unauthorized(s, method, path, "Not authenticated")

@@ -10,7 +10,8 @@ from api import chat_path, create_chat, expect, insert_messages, new_user, qs
 from harness import SETTINGS, WORKER, Stack, pg_cluster, postgres_only, test
 from provider import FakeProvider, model_env, send, tag
 
-TABLES = {"chats": "id", "messages": "id", "idempotency_keys": "user_id, key"}
+TABLES = {"chats": "id", "messages": "id", "idempotency_keys": "user_id, key", "users": "id",
+          "login_attempts": "kind, key, at"}
 
 
 def db_copy(*args):
@@ -28,7 +29,9 @@ def everything(s):
                    "messages": "id, chat_id, parent_id, role, CAST(content AS BLOB), created_at, model, "
                                "prompt_tokens, completion_tokens, incomplete, active, state, locked_until",
                    "idempotency_keys": "CAST(user_id AS BLOB), CAST(key AS BLOB), chat_id, user_message_id, "
-                                       "reply_message_id, locked_until, created_at"}[table]
+                                       "reply_message_id, locked_until, created_at",
+                   "users": "id, email, password_hash, role, token_version, subject, created_at",
+                   "login_attempts": "kind, key, at"}[table]
         out[table] = s.sql(f"SELECT {columns} FROM {table} ORDER BY {order}")
     return out
 
@@ -63,12 +66,17 @@ def copy_sqlite_to_postgres_and_back_keeps_everything():
                     status, _, data = send(s, chat["id"], user, f"keyed {i} {tag()}",
                                            headers={"Idempotency-Key": f"key-{i}-{tag()}"})
                     assert status == 200, data
+            # an account (its hash as libsodium writes one) and a failed login go along too
+            s.sql("INSERT INTO users (id, email, password_hash, role, token_version, created_at) VALUES "
+                  "('7d1f7c36-3f0e-4c1a-9d55-000000000001', 'copy@example.com', "
+                  "'$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA', 'admin', 3, 1700000000000000)")
+            s.sql("INSERT INTO login_attempts (kind, key, at) VALUES ('email', 'copy@example.com', 1700000000000001)")
             before, api_before = everything(s), {u: answers(s, [u]) for u in users}
-        assert [len(before[t]) for t in TABLES] == [6, 42, 6], {t: len(r) for t, r in before.items()}
+        assert [len(before[t]) for t in TABLES] == [6, 42, 6, 1, 1], {t: len(r) for t, r in before.items()}
 
         status, out = db_copy(source, target)
         assert status == 0, out
-        assert "chats 6, messages 42, idempotency_keys 6" in out, out
+        assert "chats 6, messages 42, idempotency_keys 6, users 1, login_attempts 1" in out, out
         with Stack(database_url=target) as s:
             # every table of the schema is one the copy knows (a migration's new table goes into
             # fcgi/cli_db.c's list)

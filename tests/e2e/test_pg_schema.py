@@ -35,6 +35,7 @@ def check_config(url, n):
     """Starts n `ai-chat-fcgi --check-config` at once on url; returns their (status, output)."""
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     env["DATABASE_URL"] = url
+    env["AUTH"] = "none"
     procs = [subprocess.Popen([str(WORKER), "--check-config"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for _ in range(n)]
     return [(p.wait(30), p.stdout.read()) for p in procs]

@@ -37,8 +37,8 @@ REQUIRED = [
 VALUE_OPTIONS = {"-X", "--request", "-H", "--header", "-d", "--data", "--data-raw", "--data-binary",
                  "--json", "-u", "--user", "-A", "--user-agent", "-e", "--referer", "-m", "--max-time",
                  "--connect-timeout", "-w", "--write-out", "-o", "--output", "-D", "--dump-header",
-                 "-b", "--cookie", "-T", "--upload-file", "-F", "--form", "--url", "--retry"}
-DATA_OPTIONS = {"-d", "--data", "--data-raw", "--data-binary", "--json", "-F", "--form"}
+                 "-b", "--cookie", "-T", "--upload-file", "-F", "--form", "--url", "--retry", "--data-urlencode"}
+DATA_OPTIONS = {"-d", "--data", "--data-raw", "--data-binary", "--json", "-F", "--form", "--data-urlencode"}
 
 
 def examples_section():

@@ -150,7 +150,7 @@ def cgi(tmp, method, target, body, content_length, close_stdin, extra=None, time
     env = {"PATH": os.environ.get("PATH", ""), "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": method,
            "REQUEST_URI": target, "SCRIPT_NAME": "", "PATH_INFO": target.split("?")[0],
            "QUERY_STRING": target.partition("?")[2], "SERVER_PROTOCOL": "HTTP/1.1",
-           "DATABASE_URL": f"sqlite:///{tmp}/cgi.db", "AI_CHAT_CONFIG": f"{tmp}/none.env",
+           "DATABASE_URL": f"sqlite:///{tmp}/cgi.db", "AI_CHAT_CONFIG": f"{tmp}/none.env", "AUTH": "none",
            "CONTENT_TYPE": "application/json", "FCGI_READ_TIMEOUT_S": "1", **(extra or {})}
     if content_length is not None:
         env["CONTENT_LENGTH"] = str(content_length)

@@ -208,7 +208,7 @@ def a_start_up_failure_exits_at_once_and_leaves_fd_0_alone():
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(sock_path))
     listener.listen(16)
-    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": f"sqlite:///{tmp}/x.db",
+    env = {"PATH": os.environ.get("PATH", ""), "DATABASE_URL": f"sqlite:///{tmp}/x.db", "AUTH": "none",
            "AI_CHAT_CONFIG": str(tmp / "none.env"), "WORKER_PROCESSES": "1", "WORKER_THREADS": "64"}
     for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
         if k in os.environ:

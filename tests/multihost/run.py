@@ -122,6 +122,7 @@ class Host:
             "GROQ_API_KEY": "test-key", "GROQ_BASE_URL": f"http://127.0.0.1:{self.provider_port}/v1",
             "MODELS_FILE": os.path.join(TOP, "conf", "models.conf"), "PROVIDER_TIMEOUT_S": "3",
             "PROVIDER_RETRIES": "0", "LOG_LEVEL": "warn",
+            "AUTH": "none",  # the original API (user_id in the request): accounts are tests/e2e/test_auth*.py's
         })
         self.worker = None
         self.start()

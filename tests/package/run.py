@@ -234,6 +234,12 @@ def installs_into_a_clean_debian_root():
         # the service's binary answers a CGI request, and keeps a chat in the state directory
         status, body = root.cgi("GET", "/health")
         check(status == 200 and '"healthy"' in body, f"GET /health: {status} {body!r}")
+        # AUTH=token (the default) with the package's secret: an account, and its token
+        account = '{"email": "pkg@example.com", "password": "correct horse battery"}'
+        status, body = root.cgi("POST", "/auth/register", account)
+        check(status == 201 and '"pkg@example.com"' in body, f"POST /auth/register: {status} {body!r}")
+        status, body = root.cgi("POST", "/auth/login", account)
+        check(status == 200 and '"access_token"' in body, f"POST /auth/login: {status} {body!r}")
         db = root.file(f"{STATE}/ai_chat.db")
         check(db.exists(), "no database in the state directory")
         version = sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0]

@@ -445,7 +445,7 @@ def main():
         run_dir = os.path.join(work, "run")
         db = os.path.join(work, "soak.db")
         env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
-        env.update(PORT=str(port), RUN_DIR=run_dir, DATABASE_URL="sqlite:///" + db, GROQ_API_KEY="test-key",
+        env.update(PORT=str(port), RUN_DIR=run_dir, DATABASE_URL="sqlite:///" + db, GROQ_API_KEY="test-key", AUTH="none",
                    GROQ_BASE_URL="http://127.0.0.1:%d/v1" % provider_port)
         stack_log = os.path.join(work, "stack.log")
         stack = subprocess.Popen([os.path.join(TOP, "conf", "stack.sh")], env=env, cwd=work,
