@@ -154,10 +154,15 @@ build/bench-trivial: tests/bench/trivial.c build/.flags
 	$(CC) $(CFLAGS) -o $@ $< -lfcgi -pthread
 
 # The documentation's assets and the OpenAPI linter, from the npm registry as package-lock.json pins them.
-docs: conf/docs/node_modules/.package-lock.json
+docs: conf/docs/node_modules/.package-lock.json conf/ui/node_modules/.package-lock.json
 
 conf/docs/node_modules/.package-lock.json: conf/docs/package.json conf/docs/package-lock.json
 	cd conf/docs && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The chat page's two packages (marked, DOMPurify), pinned in conf/ui/package-lock.json.
+conf/ui/node_modules/.package-lock.json: conf/ui/package.json conf/ui/package-lock.json
+	cd conf/ui && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 run: deps
