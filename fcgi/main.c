@@ -404,7 +404,7 @@ main(int argc, char **argv)
 	    cfg.processes == 1 ? "" : "es", cfg.threads, cfg.db_display,
 	    cfg.auth_mode == AC_AUTH_TOKEN ? "token" : cfg.auth_mode == AC_AUTH_REMOTE_USER ? "remote-user" : "none");
 	if (cfg.auth_mode == AC_AUTH_NONE)
-		ac_log(AC_LOG_WARN, "AUTH=none: every request names its user (user_id) and is believed; only for "
+		ac_log(AC_LOG_WARN, "AUTH=none: the user is whoever a call names (user_id), believed as it is; only for "
 		    "a backend that nothing but a trusted application server can reach");
 	if (cfg.processes == 1)
 		status = ac_serve(&cfg, listen_fd);

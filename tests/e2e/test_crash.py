@@ -241,11 +241,12 @@ def disk_full():
             user = new_user("full")
             first = create_chat(s, user, "before the disk filled")
             filler = mnt / "filler"
-            with open(filler, "wb") as f:
+            # unbuffered: a buffered file keeps the part of its last write that did not fit, and fails
+            # again on closing
+            with open(filler, "wb", buffering=0) as f:
                 try:
                     while True:
                         f.write(b"\0" * 65536)
-                        f.flush()
                 except OSError as e:
                     assert e.errno == errno.ENOSPC, e
             created, refused = 1, None
