@@ -6,7 +6,7 @@ regenerate, model choice, rename, pin, archive, search, export, delete), the key
 viewport, the AUTH=none sign-in, and that no request leaves the host.  Drives the browser as
 tests/browser/run.py does (W3C WebDriver over HTTP, Python's standard library only).
 
-    python3 tests/browser/ui.py [--out DIR] [--only NAME ...]
+    python3 tests/browser/ui.py [--out DIR] [--only NAME ...]      (E2E_DB=postgres: on PostgreSQL)
 
 Screenshots go to --out (default build/test-output/ui).
 """
@@ -59,18 +59,19 @@ import urllib.request  # noqa: E402
 class UiStack(base.Stack):
     """run.py's stack, with the model at the fake provider, and the mode asked for."""
 
-    def __init__(self, provider, auth="token"):
+    def __init__(self, provider, auth="token", database_url=None):
         super().__init__()
         self.provider = provider
         self.auth = auth
+        self.database_url = database_url
 
     def start(self):
         env = {k: v for k, v in os.environ.items() if k not in base.SETTINGS}
         env.update({"PORT": str(self.port), "RUN_DIR": str(self.tmp / "run"), "AUTH": self.auth,
                     "DATABASE_URL": f"sqlite:///{self.tmp}/ui.db", "GROQ_API_KEY": "test-key",
                     "GROQ_BASE_URL": self.provider.url + "/v1", "WORKER_PROCESSES": "1"})
-        if os.environ.get("E2E_DB") == "postgres" and os.environ.get("UI_DATABASE_URL"):
-            env["DATABASE_URL"] = os.environ["UI_DATABASE_URL"]
+        if self.database_url:
+            env["DATABASE_URL"] = self.database_url
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(["/bin/bash", str(base.STACK_SCRIPT)], cwd=self.tmp, env=env,
                                      start_new_session=True, stdin=subprocess.DEVNULL, stdout=self._log,
@@ -474,10 +475,17 @@ def main():
     for old in out.glob("*.png"):   # this run's screenshots only
         old.unlink()
     passed = failed = 0
-    provider = stack = browser = None
+    provider = stack = browser = cluster = None
     try:
         provider = Provider()
-        stack = UiStack(provider).start()
+        url = None
+        if os.environ.get("E2E_DB") == "postgres":
+            sys.path.insert(0, str(ROOT / "tests"))
+            import pgcluster
+            cluster = pgcluster.Cluster().start()
+            url = cluster.create_database()
+            print(f"    on PostgreSQL ({url})", flush=True)
+        stack = UiStack(provider, database_url=url).start()
         browser = base.Browser()
         browser.start(session_timeout=90)
         ctx = Ctx(stack.url, out, browser, provider)
@@ -512,6 +520,8 @@ def main():
             stack.stop()
         if provider is not None:
             provider.stop()
+        if cluster is not None:
+            cluster.stop()
     print(f"    screenshots in {out}", flush=True)
     print(f"ui: {passed} passed, {failed} failed", flush=True)
     return 1 if failed else 0
