@@ -9,6 +9,7 @@
  * there), its title and times.  Every chat gets a new id.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,9 @@
 #define MODEL_MAX 64
 #define ERRORS_MAX 20		/* problems named in one 422 */
 #define WHERE_MAX 160
+
+/* One import at a time in a process: the parsed file takes a few times its size in memory. */
+static pthread_mutex_t import_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct idmap {
 	int64_t *key;		/* 0: empty */
@@ -540,6 +544,11 @@ ac_h_import(struct ac_ctx *c, const struct ac_str *args)
 	ac_buf_init(&p.ids, c->cfg->max_import + 4096);
 	ac_buf_init(&p.text, c->cfg->max_import + 16);
 	ac_verrs_init(&v);
+	if (pthread_mutex_trylock(&import_lock) != 0) {
+		ac_resp_error(c, 503, "Another import is running in this worker process: try again shortly");
+		ac_resp_header(c, "Retry-After", "5");
+		goto done;
+	}
 	ac_request_user(c, &v, NULL, &p.user_id);
 	if (!ac_request_json_max(c, &v, c->cfg->max_import, true, &doc))
 		goto out;
@@ -577,6 +586,11 @@ ac_h_import(struct ac_ctx *c, const struct ac_str *args)
 	ac_buf_adds(&c->resp.body, "]}");
 out:
 	json_object_put(doc);
+	ac_buf_reset(&c->in, 0);	/* the file's bytes too, before the lock goes */
+	c->req.body.ptr = "";
+	c->req.body.len = 0;
+	pthread_mutex_unlock(&import_lock);
+done:
 	free(p.map.key);
 	free(p.map.val);
 	ac_buf_free(&p.ids);

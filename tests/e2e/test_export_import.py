@@ -5,6 +5,7 @@ export of 100,000 messages streamed in constant memory."""
 
 import http.client
 import json
+import threading
 import time
 
 from api import chat_path, create_chat, expect, expect_422, insert_messages, new_user, qs
@@ -325,6 +326,38 @@ def export_of_100000_messages_streams_in_constant_memory():
         print(f"    export of 100,000 messages: {total / 1e6:.1f} MB; the worker's RSS {baseline / 1024:.1f} MiB "
               f"before, at most {peak / 1024:.1f} MiB during (+{grown / 1024:.1f} MiB)")
         assert grown < 16 * 1024, f"the worker grew by {grown} KiB while exporting {total} bytes"
+
+        # That export imports back (one transaction); meanwhile another import in this worker
+        # process is told to come back (the parsed file takes a few times its size in memory).
+        body = s.request("GET", chat_path(chat["id"], "/export", user_id=user), validate=False).body
+        result = {}
+
+        def big():
+            c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=300)
+            c.request("POST", "/import" + qs(user_id=user), body=body, headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            result["big"] = (r.status, json.loads(r.read()))
+            c.close()
+        t = threading.Thread(target=big)
+        t.start()
+        small = {"chats": [{"title": "small", "created_at": "2026-01-01T00:00:00Z",
+                            "updated_at": "2026-01-01T00:00:00Z", "messages": []}]}
+        refused = 0
+        while t.is_alive():
+            resp = s.request("POST", "/import" + qs(user_id=new_user("small")), json=small)
+            if resp.status == 503:
+                assert resp.data() == {"detail": "Another import is running in this worker process: try again "
+                                       "shortly"} and resp.headers.get("retry-after") == "5", resp.describe()
+                refused += 1
+            else:
+                assert resp.status == 201, resp.describe()
+            time.sleep(0.2)
+        t.join()
+        assert result["big"][0] == 201 and result["big"][1]["imported"] == 1, result
+        assert refused > 0, "no import was refused while the big one ran"
+        _, copy = expect(s, "GET", chat_path(result["big"][1]["chat_ids"][0], user_id=user), 200)
+        assert copy["message_count"] == 100000, copy
+        print(f"    and imported back ({refused} small imports told to wait meanwhile)")
 
 
 @test
