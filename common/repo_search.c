@@ -17,12 +17,15 @@ enum {
 	S_COUNT
 };
 
+/* SQLite: the user's entries only (their owner token), and the query's terms among them. */
+#define OWNER_MATCH "('owner:u' || hex($1) || ' AND body:(' || $2 || ')')"
+
 /* The snippet's marks around a matched word. */
 #define MARK_OPEN "char(2)"
 #define MARK_CLOSE "char(3)"
 
 static const struct ac_sql sql[S_COUNT] = {
-	[S_COUNT_HITS] = { "SELECT count(*) FROM search_index WHERE search_index MATCH $2 AND user_id = $1",
+	[S_COUNT_HITS] = { "SELECT count(*) FROM search_index WHERE search_index MATCH " OWNER_MATCH " AND user_id = $1",
 	    "SELECT (SELECT count(*) FROM chats WHERE user_id = $1 AND search @@ to_tsquery('ac_search', $2)) + "
 	    "(SELECT count(*) FROM messages m JOIN chats c ON c.id = m.chat_id WHERE c.user_id = $1 AND m.state < 2 "
 	    "AND m.search @@ to_tsquery('ac_search', $2))" },
@@ -30,7 +33,7 @@ static const struct ac_sql sql[S_COUNT] = {
 	[S_SEARCH] = { "SELECT search_index.chat_id, c.title, CASE WHEN search_index.rowid > 0 THEN search_index.rowid END, "
 	    "search_index.role, snippet(search_index, 0, " MARK_OPEN ", " MARK_CLOSE ", '…', 24), "
 	    "search_index.created_at FROM search_index JOIN chats c ON c.id = search_index.chat_id "
-	    "WHERE search_index MATCH $2 AND search_index.user_id = $1 AND c.user_id = $1 "
+	    "WHERE search_index MATCH " OWNER_MATCH " AND search_index.user_id = $1 AND c.user_id = $1 "
 	    "ORDER BY search_index.rank, search_index.created_at DESC, search_index.rowid DESC LIMIT $3 OFFSET $4",
 	    /* The page first (ranks only), then the snippets of its rows alone. */
 	    "WITH q AS (SELECT to_tsquery('ac_search', $2) AS q), "

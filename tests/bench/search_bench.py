@@ -9,7 +9,8 @@ would: SQLite's triggers and PostgreSQL's generated columns index them as they g
 send takes.  Their text is drawn from a vocabulary of 5,000 made-up words with a Zipf-like spread
 (a few words very common, most rare), 10..80 words each.
 
-Environment: BENCH_SEARCH_MESSAGES, BENCH_SEARCH_N (requests per kind of query, default 200).
+Environment: BENCH_SEARCH_MESSAGES, BENCH_SEARCH_N (requests per kind of query, default 200),
+BENCH_SEARCH_ENGINES (default "SQLite,PostgreSQL").
 """
 import http.client
 import json
@@ -182,7 +183,7 @@ def main():
     n_messages = int(os.environ.get("BENCH_SEARCH_MESSAGES", "100000"))
     n = int(os.environ.get("BENCH_SEARCH_N", "200"))
     with tempfile.TemporaryDirectory(prefix="ai-chat-searchbench.") as work, pgcluster.Cluster(fsync=True) as pg:
-        for engine in ("SQLite", "PostgreSQL"):
+        for engine in os.environ.get("BENCH_SEARCH_ENGINES", "SQLite,PostgreSQL").split(","):
             run(work, engine, pg, n_messages, n)
 
 
