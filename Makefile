@@ -23,18 +23,19 @@ endif
 PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcurl4-openssl-dev \
 	libcmocka-dev ca-certificates nginx-light python3 python3-jsonschema curl chromium chromium-driver \
 	lighttpd spawn-fcgi apache2 libapache2-mod-fcgid man-db libfaketime gdb libpq-dev postgresql pgbouncer \
-	python3-psycopg2 libsodium-dev libjwt-dev apache2-utils
+	python3-psycopg2 libsodium-dev libjwt-dev apache2-utils prometheus
 BENCH_PACKAGES = wrk
 # What make deb needs (Debian's packaging tools), and the package test (a Debian root to install into).
 DEB_PACKAGES = debhelper dpkg-dev fakeroot lintian debootstrap
 
-COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/models.c \
-	common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/db_pg_pool.c common/repo.c common/repo_send.c \
-	common/repo_tree.c common/repo_users.c common/repo_search.c common/repo_export.c common/auth.c \
-	common/sse.c common/util.c common/valid.c
-FCGI_SRC = fcgi/chat.c fcgi/chat_routes.c fcgi/cli_db.c fcgi/cli_user.c fcgi/h_admin.c fcgi/h_auth.c fcgi/listen_tcp.c \
-	fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c fcgi/loop_wire.c \
-	fcgi/pages.c fcgi/record.c fcgi/request.c fcgi/response.c fcgi/router.c fcgi/search.c fcgi/export.c fcgi/import.c fcgi/server.c fcgi/watch.c
+COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/metrics.c common/models.c \
+	common/limits.c common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/db_pg_pool.c common/repo.c \
+	common/repo_ops.c common/repo_send.c common/repo_tree.c common/repo_users.c common/repo_search.c common/repo_export.c common/auth.c \
+	common/sse.c common/title.c common/util.c common/valid.c
+FCGI_SRC = fcgi/auto_title.c fcgi/chat.c fcgi/chat_routes.c fcgi/cli_backup.c fcgi/cli_db.c fcgi/cli_user.c fcgi/h_admin.c \
+	fcgi/h_auth.c fcgi/listen_tcp.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c fcgi/loop_wire.c \
+	fcgi/monitor.c fcgi/openai.c fcgi/openai_request.c fcgi/pages.c fcgi/record.c fcgi/reqlog.c fcgi/request.c \
+	fcgi/response.c fcgi/retention.c fcgi/router.c fcgi/search.c fcgi/export.c fcgi/import.c fcgi/send_limits.c fcgi/server.c fcgi/watch.c
 SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))
 SQL_PG = $(sort $(wildcard sql/postgres/*.sql))
 COMMON_OBJ = $(COMMON_SRC:%.c=build/%.o) build/migrations.o build/models_default.o
@@ -46,7 +47,7 @@ FUZZ_TARGETS = body target sse
 REPLAYS = $(FUZZ_TARGETS:%=build/tests/replay_%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps docs run test unit e2e bench fuzz clean install uninstall test-deploy valgrind soak deb FORCE
+.PHONY: all deps docs sdk run test unit e2e bench fuzz clean install uninstall test-deploy valgrind soak deb FORCE
 SHELL = /bin/bash
 .DELETE_ON_ERROR:
 
@@ -165,13 +166,21 @@ conf/ui/node_modules/.package-lock.json: conf/ui/package.json conf/ui/package-lo
 	cd conf/ui && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The official openai npm package the OpenAI-compatible routes are tested with (tests/e2e/test_openai.py),
+# as tests/openai/package-lock.json pins it.
+sdk: tests/openai/node_modules/.package-lock.json
+
+tests/openai/node_modules/.package-lock.json: tests/openai/package.json tests/openai/package-lock.json
+	cd tests/openai && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
 run: deps
 	@$(MAKE) --no-print-directory all docs
 	PORT=$(PORT) conf/stack.sh
 
 test: deps
 	@$(MAKE) --no-print-directory deps EXTRA_PACKAGES="$(DEB_PACKAGES)"
-	@$(MAKE) --no-print-directory all docs $(UNIT_TESTS) $(REPLAYS)
+	@$(MAKE) --no-print-directory all docs sdk $(UNIT_TESTS) $(REPLAYS)
 	@PYTHON=$(PYTHON) tests/run.sh $(UNIT_TESTS) $(REPLAYS)
 
 unit: $(UNIT_TESTS) $(REPLAYS)
@@ -184,6 +193,7 @@ bench:
 	$(PYTHON) tests/bench/chat_bench.py
 	$(PYTHON) tests/bench/loop_bench.py
 	$(PYTHON) tests/bench/search_bench.py
+	$(PYTHON) tests/bench/auth_bench.py
 
 # make deb: build/deb/ai-chat-fcgi_<version>_<arch>.deb, built by dpkg-buildpackage from conf/debian/
 # (copied into a copy of the tree) and checked by lintian (conf/deb.sh).

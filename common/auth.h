@@ -23,8 +23,13 @@
 #define AC_SUB_MAX 255
 
 /* Once per process before any other call (and before threads): libsodium, the hash limiter, the
- * dummy hash.  cfg must outlive every call. */
-enum ac_err ac_auth_init(const struct ac_config *cfg);
+ * dummy hash, an outside provider's public key (JWT_PUBLIC_KEY_FILE).  cfg must outlive every call.
+ * msg says what failed. */
+enum ac_err ac_auth_init(const struct ac_config *cfg, char *msg, size_t msg_size);
+
+/* Makes the dummy hash now (else the first unknown email does): a server calls it before its
+ * workers fork, so that they share it; a CGI request never needs to. */
+void ac_auth_prepare(void);
 
 /* out: the argon2id hash of password as libsodium's string, NUL-terminated.  Waits its turn among
  * the process's PASSWORD_HASH_CONCURRENCY. */
@@ -41,20 +46,32 @@ bool ac_auth_email(struct ac_str in, char out[AC_EMAIL_MAX + 1], size_t *len);
  * AC_EMAIL_MAX bytes with no control character.  false otherwise. */
 bool ac_auth_name(struct ac_str in, char out[AC_EMAIL_MAX + 1], size_t *len);
 
+#define AC_SUBJECT_MAX 1024
+
 struct ac_claims {
 	char sub[AC_SUB_MAX + 1];
 	size_t sub_len;
 	int64_t ver;
 	int64_t iat;
 	int64_t exp;
+	/* An outside identity provider's token (RS256 or ES256 with JWT_PUBLIC_KEY_FILE): its user is
+	 * subject, "<iss> <sub>", and email its email claim (empty when it has none or not a valid one). */
+	bool outside;
+	char subject[AC_SUBJECT_MAX + 1];
+	size_t subject_len;
+	char email[AC_EMAIL_MAX + 1];
+	size_t email_len;
 };
 
 /* A signed access token for user id at token version ver, valid ACCESS_TOKEN_EXPIRE_MINUTES.
  * out gets at most out_size - 1 bytes and a NUL. */
 enum ac_err ac_auth_token_issue(struct ac_str id, int64_t ver, char *out, size_t out_size);
 
-/* The claims of a token this configuration signed: AC_EINVAL for a malformed token, another
- * algorithm (none included), a bad signature, no sub or ver, or one past its exp. */
+/* The claims of a token this configuration signed (HS256 with JWT_SECRET), or of the outside
+ * provider's (RS256 or ES256 with JWT_PUBLIC_KEY_FILE, its iss JWT_ISSUER and JWT_AUDIENCE among its
+ * aud): AC_EINVAL for a malformed token, any other algorithm (none included), a bad signature, no sub
+ * (or ver, for ours), past its exp or before its nbf.  The two kinds of key are never mixed: an HS256
+ * token is only checked with the secret, an RS256/ES256 one only with the public key. */
 enum ac_err ac_auth_token_check(const char *token, size_t len, struct ac_claims *out);
 
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "util.h"
 
 #define DOTENV_MAX (64 * 1024)
@@ -380,6 +381,34 @@ load_provider(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_s
 	return ac_models_load(&cfg->models, models, msg, msg_size);
 }
 
+/* The operations' settings: per-user limits, the automatic titles, retention. */
+static enum ac_err
+load_ops(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
+{
+	long long n;
+	enum ac_err err;
+
+	if ((err = get_int("CHAT_RATE_PER_MINUTE", dotenv, 30, 0, 1000000, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->limits.rate_per_minute = (int)n;
+	if ((err = get_int("TOKENS_PER_DAY", dotenv, 0, 0, 1000000000000LL, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->limits.tokens_per_day = n;
+	if ((err = get_int("CHAT_CONCURRENCY_PER_USER", dotenv, 4, 0, 100000, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->limits.concurrency = (int)n;
+	if ((err = get_int("AUTO_TITLE", dotenv, 1, 0, 1, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->auto_title = (int)n;
+	if ((err = get_int("RETENTION_DAYS", dotenv, 0, 0, 36500, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->retention_days = (int)n;
+	if ((err = get_int("RETENTION_INTERVAL_S", dotenv, 3600, 1, 86400, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->retention_interval_s = (int)n;
+	return AC_OK;
+}
+
 /* Accounts: AUTH and the settings of tokens, passwords and the login limits. */
 static enum ac_err
 load_auth(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
@@ -438,7 +467,49 @@ load_auth(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	if ((err = get_int("PASSWORD_HASH_PASSES", dotenv, 2, 2, 100, &n, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->password_hash_passes = (int)n;
+	if ((err = get_str("JWT_PUBLIC_KEY_FILE", dotenv, "", cfg->jwt_public_key_file, sizeof(cfg->jwt_public_key_file),
+	    msg, msg_size)) != AC_OK)
+		return err;
+	if ((err = get_str("JWT_ISSUER", dotenv, "", cfg->jwt_issuer, sizeof(cfg->jwt_issuer), msg, msg_size)) != AC_OK)
+		return err;
+	if ((err = get_str("JWT_AUDIENCE", dotenv, "", cfg->jwt_audience, sizeof(cfg->jwt_audience), msg,
+	    msg_size)) != AC_OK)
+		return err;
+	/* An outside provider's tokens are only taken for the issuer and the audience named. */
+	if (cfg->jwt_public_key_file[0] != '\0' && (cfg->jwt_issuer[0] == '\0' || cfg->jwt_audience[0] == '\0')) {
+		snprintf(msg, msg_size, "JWT_PUBLIC_KEY_FILE: needs JWT_ISSUER and JWT_AUDIENCE (the outside "
+		    "provider's iss, and this API's aud)");
+		return AC_EINVAL;
+	}
 	return AC_OK;
+}
+
+/* LOG_FORMAT, TRUST_REQUEST_ID, METRICS, METRICS_ALLOW (checked by common/metrics.c). */
+static enum ac_err
+load_observability(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
+{
+	char tmp[64];
+	const char *v;
+	long long n;
+	enum ac_err err;
+
+	if ((err = setting("LOG_FORMAT", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
+		return err;
+	if (v != NULL && *v != '\0' && strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
+		snprintf(msg, msg_size, "LOG_FORMAT: '%s' is not text or json", v);
+		return AC_EINVAL;
+	}
+	cfg->log_json = v != NULL && strcmp(v, "json") == 0;
+	if ((err = get_int("TRUST_REQUEST_ID", dotenv, 0, 0, 1, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->trust_request_id = (int)n;
+	if ((err = get_int("METRICS", dotenv, 0, 0, 1, &n, msg, msg_size)) != AC_OK)
+		return err;
+	cfg->metrics = (int)n;
+	if ((err = get_str("METRICS_ALLOW", dotenv, "127.0.0.0/8,::1", cfg->metrics_allow,
+	    sizeof(cfg->metrics_allow), msg, msg_size)) != AC_OK)
+		return err;
+	return ac_metrics_allow_check(cfg->metrics_allow, msg, msg_size);
 }
 
 /* The settings, with dotenv the text of the .env file (NULL: none). */
@@ -537,6 +608,8 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	cfg->read_timeout_s = (int)n;
 	if ((err = load_provider(cfg, dotenv, msg, msg_size)) != AC_OK)
 		return err;
+	if ((err = load_observability(cfg, dotenv, msg, msg_size)) != AC_OK)
+		return err;
 	if ((err = setting("LOG_LEVEL", tmp, sizeof(tmp), dotenv, &v, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->log_level = AC_LOG_INFO;
@@ -549,7 +622,9 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	if ((err = get_int("LOG_CONTENT", dotenv, 0, 0, 1, &n, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->log_content = (int)n;
-	return load_auth(cfg, dotenv, msg, msg_size);
+	if ((err = load_auth(cfg, dotenv, msg, msg_size)) != AC_OK)
+		return err;
+	return load_ops(cfg, dotenv, msg, msg_size);
 }
 
 enum ac_err

@@ -10,6 +10,7 @@
 
 #include "db.h"
 #include "err.h"
+#include "limits.h"
 #include "log.h"
 #include "models.h"
 
@@ -65,6 +66,12 @@ struct ac_config {
 	enum ac_log_level log_level;	/* LOG_LEVEL */
 	char log_file[AC_PATH_MAX];	/* LOG_FILE: empty for stderr */
 	int log_content;		/* LOG_CONTENT: message content in debug lines */
+	int log_json;			/* LOG_FORMAT=json: one JSON object per line */
+	int trust_request_id;		/* TRUST_REQUEST_ID: a client's X-Request-Id is taken as the request's */
+
+	/* Monitoring (common/metrics.h). */
+	int metrics;			/* METRICS: GET /metrics answers, and the counters count */
+	char metrics_allow[1024];	/* METRICS_ALLOW: addresses or CIDR ranges, comma-separated */
 
 	/* Accounts (load_auth in config.c; README "Accounts"). */
 	enum ac_auth_mode auth_mode;	/* AUTH */
@@ -77,6 +84,16 @@ struct ac_config {
 	int password_hash_concurrency;	/* PASSWORD_HASH_CONCURRENCY: hashes at once per process */
 	int password_hash_memory_kib;	/* PASSWORD_HASH_MEMORY_KIB (argon2id's m) */
 	int password_hash_passes;	/* PASSWORD_HASH_PASSES (argon2id's t) */
+	/* An outside identity provider's tokens (RS256 or ES256), checked as well when the key is set. */
+	char jwt_public_key_file[AC_PATH_MAX];	/* JWT_PUBLIC_KEY_FILE: PEM */
+	char jwt_issuer[512];		/* JWT_ISSUER: the tokens' iss */
+	char jwt_audience[512];		/* JWT_AUDIENCE: one of the tokens' aud */
+
+	/* Operations. */
+	struct ac_limits_conf limits;	/* CHAT_RATE_PER_MINUTE, TOKENS_PER_DAY, CHAT_CONCURRENCY_PER_USER */
+	int auto_title;			/* AUTO_TITLE: a chat's first exchange titles it */
+	int retention_days;		/* RETENTION_DAYS: chats not updated for this long are deleted (0: never) */
+	int retention_interval_s;	/* RETENTION_INTERVAL_S: how often a worker looks */
 };
 
 #define AC_DEFAULT_SYSTEM_PROMPT \

@@ -3,6 +3,17 @@
 #include <string.h>
 
 #include "db_engine.h"
+#include "metrics.h"
+
+/* An operation's result, counted in db_errors_total when it failed (busy past the timeout, or an
+ * engine error: not a unique key or a missing row, which are answers). */
+static enum ac_err
+counted(enum ac_err err)
+{
+	if (err == AC_EBUSY || err == AC_EDB)
+		ac_metrics_db_error();
+	return err;
+}
 
 static const struct ac_db_ops *
 ops_of(enum ac_db_kind kind)
@@ -40,7 +51,7 @@ ac_db_stmt(struct ac_db *db, int id, const struct ac_sql *sql, struct ac_stmt **
 {
 	if (id < 0 || id >= AC_DB_MAX_STMTS)
 		return AC_EINVAL;
-	return db->ops->stmt(db, id, sql, out);
+	return counted(db->ops->stmt(db, id, sql, out));
 }
 
 void
@@ -64,7 +75,7 @@ ac_db_bind_null(struct ac_stmt *s, int n)
 enum ac_err
 ac_db_step(struct ac_stmt *s, bool *row)
 {
-	return s->ops->step(s, row);
+	return counted(s->ops->step(s, row));
 }
 
 int64_t
@@ -100,13 +111,13 @@ ac_db_done(struct ac_stmt *s)
 enum ac_err
 ac_db_begin(struct ac_db *db, enum ac_db_txn mode)
 {
-	return db->ops->begin(db, mode);
+	return counted(db->ops->begin(db, mode));
 }
 
 enum ac_err
 ac_db_commit(struct ac_db *db)
 {
-	return db->ops->commit(db);
+	return counted(db->ops->commit(db));
 }
 
 void

@@ -58,6 +58,10 @@ struct ac_sql {
 enum ac_db_txn {
 	AC_TXN_READ,		/* one consistent snapshot for several reads */
 	AC_TXN_WRITE,		/* writes: SQLite takes its write lock at once (BEGIN IMMEDIATE) */
+	/* Writes whose loss in a power cut (not a crash of the process) costs nothing, such as counters:
+	 * the commit does not wait for the disk (SQLite: synchronous = NORMAL for it, in WAL mode;
+	 * PostgreSQL: synchronous_commit off for it).  Otherwise as AC_TXN_WRITE. */
+	AC_TXN_WRITE_LAZY,
 };
 
 struct ac_db;

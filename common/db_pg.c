@@ -481,6 +481,8 @@ pg_begin(struct ac_db *d, enum ac_db_txn mode)
 		return AC_EDB;
 	}
 	/* Writers: READ COMMITTED, the unique keys decide races.  Readers: one snapshot. */
+	if (mode == AC_TXN_WRITE_LAZY)
+		return begin_txn(p, "BEGIN; SET LOCAL synchronous_commit = off");
 	return begin_txn(p, mode == AC_TXN_READ ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN");
 }
 

@@ -30,6 +30,7 @@ struct lite {
 	int64_t busy_timeout_us;
 	int64_t busy_since;
 	bool writer;		/* holds the process's writer mutex */
+	bool lazy;		/* an AC_TXN_WRITE_LAZY transaction: synchronous = NORMAL until it ends */
 };
 
 static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
@@ -300,6 +301,18 @@ exec(struct lite *l, const char *sql)
 	return rc == SQLITE_OK ? AC_OK : fail(l, rc);
 }
 
+/* After an AC_TXN_WRITE_LAZY transaction: commits wait for the disk again (should the PRAGMA fail,
+ * the next transaction's end tries again). */
+static void
+lazy_end(struct lite *l)
+{
+	if (!l->lazy)
+		return;
+	l->lazy = false;
+	if (sqlite3_exec(l->db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK)
+		l->lazy = true;
+}
+
 static enum ac_err
 lite_begin(struct ac_db *d, enum ac_db_txn mode)
 {
@@ -310,8 +323,18 @@ lite_begin(struct ac_db *d, enum ac_db_txn mode)
 		return exec(l, "BEGIN");
 	if ((err = writer_lock(l)) != AC_OK)
 		return err;
-	if ((err = exec(l, "BEGIN IMMEDIATE")) != AC_OK)
+	if (mode == AC_TXN_WRITE_LAZY) {
+		/* Set outside the transaction, for its commit; back to FULL when it ends (lazy_end). */
+		if ((err = exec(l, "PRAGMA synchronous = NORMAL")) != AC_OK) {
+			writer_unlock(l);
+			return err;
+		}
+		l->lazy = true;
+	}
+	if ((err = exec(l, "BEGIN IMMEDIATE")) != AC_OK) {
+		lazy_end(l);
 		writer_unlock(l);
+	}
 	return err;
 }
 
@@ -322,6 +345,7 @@ lite_rollback(struct ac_db *d)
 
 	if (!sqlite3_get_autocommit(l->db))
 		(void)sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+	lazy_end(l);
 	writer_unlock(l);
 }
 
@@ -333,6 +357,7 @@ lite_commit(struct ac_db *d)
 
 	if (err != AC_OK)
 		lite_rollback(d);
+	lazy_end(l);
 	writer_unlock(l);
 	return err;
 }

@@ -1,5 +1,6 @@
 /*
- * Logging: one line per event, "<time> <level> <message>", written whole with one write() (so lines
+ * Logging: one line per event, "<time> <level> <message>" (or with LOG_FORMAT=json one JSON object,
+ * {"time", "level", "request_id", "msg"}), written whole with one write() (so lines
  * from threads and processes never interleave) to stderr or LOG_FILE.  Set up once at start, before
  * any thread; after that the descriptor lines go to never changes (a reopen puts the new file behind
  * the same number).  Never given the API key; message content only when LOG_CONTENT asks for it.
@@ -31,6 +32,21 @@ enum ac_err ac_log_open(const char *path, enum ac_log_level level);
 enum ac_err ac_log_reopen(void);
 
 bool ac_log_enabled(enum ac_log_level level);
+
+/* LOG_FORMAT=json: every line one JSON object (set once at start, like ac_log_open). */
+void ac_log_set_json(bool json);
+bool ac_log_json(void);
+
+/*
+ * The request the calling thread is working on, for its lines (JSON: "request_id") and for the
+ * provider call it makes (the X-Request-Id it sends).  id NULL or "" for none; kept as a copy.
+ */
+#define AC_REQUEST_ID_MAX 64
+void ac_log_set_request_id(const char *id);
+const char *ac_log_request_id(void);	/* "" when none */
+
+/* A JSON line of fields: {"time","level",<fields>} (fields: JSON members, no braces; LOG_FORMAT=json). */
+void ac_log_fields(enum ac_log_level level, const char *fields, size_t len);
 
 void ac_log(enum ac_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -12,6 +12,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "provider.h"
 #include "sse.h"
 #include "util.h"
@@ -41,6 +42,15 @@ struct ac_provider {
 	int64_t deadline;	/* ac_mono_us() when the whole call (every attempt) must be over */
 	int attempt;		/* 0 for the first */
 	char url[600];
+
+	/* For the metrics and the provider's logs. */
+	const struct ac_model *model;
+	bool in_flight;		/* begun, and not yet ended (call_end) */
+	int64_t began;		/* ac_mono_us() */
+	int64_t first_piece;	/* ac_mono_us() of the first piece of reply text, 0: none yet */
+	const struct ac_llm_opts *opts;	/* for the next begin's request only */
+	struct curl_slist rid_node;	/* "X-Request-Id: ..." in front of headers, for this call */
+	char rid_header[AC_REQUEST_ID_MAX + 16];
 };
 
 enum ac_err
@@ -116,6 +126,8 @@ ac_provider_free(struct ac_provider *p)
 {
 	if (p == NULL)
 		return;
+	if (p->in_flight)
+		ac_metrics_in_flight(-1);
 	curl_easy_cleanup(p->curl);
 	curl_slist_free_all(p->headers);
 	ac_buf_free(&p->req);
@@ -129,6 +141,7 @@ build_request(struct ac_provider *p, const struct ac_model *m, const struct ac_l
     size_t count, bool stream)
 {
 	static const char *const roles[] = { "system", "user", "assistant" };
+	const struct ac_llm_opts *o = p->opts;
 	struct ac_buf *b = &p->req;
 
 	ac_buf_reset(b, BUF_KEEP);
@@ -144,15 +157,24 @@ build_request(struct ac_provider *p, const struct ac_model *m, const struct ac_l
 		ac_json_str(b, msgs[i].content.ptr, msgs[i].content.len);
 		ac_buf_addc(b, '}');
 	}
-	ac_buf_printf(b, "],\"temperature\":%.3g,\"max_completion_tokens\":%lld", m->temperature,
-	    (long long)m->max_completion_tokens);
-	if (m->reasoning_effort[0] != '\0')
+	ac_buf_printf(b, "],\"temperature\":%.6g,\"max_completion_tokens\":%lld",
+	    o != NULL && o->has_temperature ? o->temperature : m->temperature,
+	    (long long)(o != NULL && o->max_tokens > 0 ? o->max_tokens : m->max_completion_tokens));
+	if (m->reasoning_effort[0] != '\0' && (o == NULL || !o->own_reasoning_effort))
 		ac_buf_printf(b, ",\"reasoning_effort\":\"%s\"", m->reasoning_effort);
+	if (o != NULL && o->extra != NULL)
+		ac_buf_add(b, o->extra, o->extra_len);
 	if (stream)
 		ac_buf_adds(b, ",\"stream\":true,\"stream_options\":{\"include_usage\":true}");
 	else
 		ac_buf_adds(b, ",\"stream\":false");
 	ac_buf_addc(b, '}');
+}
+
+void
+ac_provider_set_opts(struct ac_provider *p, const struct ac_llm_opts *opts)
+{
+	p->opts = opts;
 }
 
 /* Fails the call with a reason; the first failure stands. */
@@ -279,6 +301,8 @@ on_event(void *arg, const char *data, size_t len)
 	enum ac_err err = ac_llm_parse_event(res, data, len, &p->done, &at);
 	const struct ac_llm_hooks *h = p->hooks;
 
+	if (err == AC_OK && res->text.len > at && p->first_piece == 0)
+		p->first_piece = ac_mono_us();
 	if (err != AC_OK || h == NULL)
 		return err;
 	/* Only what reaches the client holds off the heartbeat: a proxy times out on silence. */
@@ -510,35 +534,65 @@ classify(struct ac_provider *p, CURLcode rc)
 	return false;
 }
 
-/* Ends a call: what the client may read of the failure never holds the key. */
+/* Ends a call: what the client may read of the failure never holds the key; the metrics count it
+ * (once, whichever way it ended). */
 static void
 call_end(struct ac_provider *p)
 {
-	if (p->res->fail != AC_LLM_OK)
-		ac_scrub(p->res->detail, p->cfg->api_key);
+	struct ac_llm_result *res = p->res;
+
+	if (res->fail != AC_LLM_OK)
+		ac_scrub(res->detail, p->cfg->api_key);
+	if (p->in_flight) {
+		int model = p->model != NULL ? (int)(p->model - p->cfg->models.m) : -1;
+
+		p->in_flight = false;
+		ac_metrics_in_flight(-1);
+		ac_metrics_provider(model, (int)res->fail, ac_mono_us() - p->began,
+		    p->stream && p->first_piece > 0 ? p->first_piece - p->began : -1, res->prompt_tokens,
+		    res->completion_tokens);
+		if (res->fail == AC_LLM_RATE_LIMITED)
+			ac_metrics_rate_limited(AC_LIMIT_PROVIDER);
+	}
 }
 
 bool
 ac_provider_begin(struct ac_provider *p, const struct ac_model *model, const struct ac_llm_msg *msgs,
     size_t count, bool stream, const struct ac_llm_hooks *hooks, struct ac_llm_result *res)
 {
+	const char *rid = ac_log_request_id();
+
+	if (p->in_flight) {	/* a call that never ended (not expected): counted as ended now */
+		p->in_flight = false;
+		ac_metrics_in_flight(-1);
+	}
 	p->res = res;
 	p->hooks = hooks;
 	p->stream = stream;
 	p->delivered = false;
 	p->attempt = 0;
+	p->model = model;
+	p->first_piece = 0;
+	p->rid_header[0] = '\0';
+	if (rid[0] != '\0')	/* the request's id (checked: a header's safe characters only) */
+		snprintf(p->rid_header, sizeof(p->rid_header), "X-Request-Id: %s", rid);
 	p->deadline = ac_mono_us() + (int64_t)p->cfg->provider_timeout_s * 1000000;
 	p->last_sent = ac_mono_us();
 	if (p->cfg->api_key[0] == '\0') {
+		p->opts = NULL;
 		set_fail(res, AC_LLM_NO_KEY, "GROQ_API_KEY is not set");
 		return false;
 	}
 	build_request(p, model, msgs, count, stream);
+	p->opts = NULL;
 	if (ac_buf_err(&p->req) != AC_OK) {
 		set_fail(res, AC_LLM_REJECTED, "the request is too large to send");
 		return false;
 	}
 	snprintf(p->url, sizeof(p->url), "%s/chat/completions", p->cfg->base_url);
+	p->began = ac_mono_us();
+	p->in_flight = true;
+	ac_metrics_in_flight(1);
 	return true;
 }
 
@@ -567,7 +621,13 @@ ac_provider_attempt(struct ac_provider *p)
 
 	curl_easy_reset(c);
 	curl_easy_setopt(c, CURLOPT_URL, p->url);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, p->headers);
+	if (p->rid_header[0] != '\0') {
+		p->rid_node.data = p->rid_header;
+		p->rid_node.next = p->headers;
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, &p->rid_node);
+	} else {
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, p->headers);
+	}
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, p->req.data);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->req.len);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
@@ -635,6 +695,7 @@ ac_provider_attempt_end(struct ac_provider *p, int curl_code)
 		return -1;
 	}
 	p->attempt++;
+	ac_metrics_retry();
 	return wait;
 }
 

@@ -79,6 +79,16 @@ struct ac_llm_hooks {
 
 struct ac_provider;
 
+/* A call's own settings over the model's (the OpenAI-compatible route's request), for one call. */
+struct ac_llm_opts {
+	bool has_temperature;
+	double temperature;
+	int64_t max_tokens;		/* 0: the model's max_completion_tokens */
+	bool own_reasoning_effort;	/* extra sets reasoning_effort: the model's is left out */
+	const char *extra;		/* JSON members added as they are (",\"top_p\":0.5"), or NULL */
+	size_t extra_len;
+};
+
 enum ac_err ac_provider_global_init(void);	/* once, before threads */
 enum ac_err ac_provider_new(const struct ac_config *cfg, struct ac_provider **out);
 void ac_provider_free(struct ac_provider *p);
@@ -98,6 +108,9 @@ void ac_provider_chat(struct ac_provider *p, const struct ac_model *model, const
  * (fcgi/loop.c).  ac_provider_chat is: begin; then attempt, run the handle, attempt_end, and wait
  * what it says, until it says -1.  Hooks are called from inside the multi handle's callbacks.
  */
+
+/* The next begin's call uses opts (copied from when it builds its request; NULL: the model's). */
+void ac_provider_set_opts(struct ac_provider *p, const struct ac_llm_opts *opts);
 
 /* Begins a call (the request is built and kept for retries); false when it is over already. */
 bool ac_provider_begin(struct ac_provider *p, const struct ac_model *model, const struct ac_llm_msg *msgs,

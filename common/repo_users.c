@@ -26,6 +26,10 @@ enum {
 	S_LOGIN_INSERT,
 	S_LOGIN_PRUNE,
 	S_LOGIN_CLEAR,
+	S_USER_BY_SUBJECT,
+	S_USER_ENSURE_SUBJECT,
+	S_USER_DEL_LIMITS,
+	S_USER_DEL_SLOTS,
 	S_COUNT
 };
 
@@ -54,6 +58,14 @@ static const struct ac_sql sql[S_COUNT] = {
 	[S_LOGIN_INSERT] = { "INSERT INTO login_attempts (kind, key, at) VALUES ($1, $2, $3)", NULL },
 	[S_LOGIN_PRUNE] = { "DELETE FROM login_attempts WHERE kind = $1 AND key = $2 AND at <= $3", NULL },
 	[S_LOGIN_CLEAR] = { "DELETE FROM login_attempts WHERE kind = 'email' AND key = $1", NULL },
+	[S_USER_BY_SUBJECT] = { "SELECT " USER_COLUMNS " FROM users WHERE subject = $1", NULL },
+	/* Either key taken (the subject by a concurrent first sight, the email by another account):
+	 * nothing inserted. */
+	[S_USER_ENSURE_SUBJECT] = { "INSERT INTO users (id, email, role, subject, created_at) "
+	    "VALUES ($1, $2, 'user', $3, $4) ON CONFLICT DO NOTHING", NULL },
+	/* The per-user limits' counts (common/limits.c) go with the account. */
+	[S_USER_DEL_LIMITS] = { "DELETE FROM user_limits WHERE user_id = $1", NULL },
+	[S_USER_DEL_SLOTS] = { "DELETE FROM generation_slots WHERE user_id = $1", NULL },
 };
 
 static enum ac_err
@@ -147,6 +159,50 @@ out:
 	return ac_repo_user_by_email(r, email, fn, arg);
 }
 
+static enum ac_err user_by(struct ac_repo *r, int i, struct ac_str key, ac_user_fn fn, void *arg);
+
+static enum ac_err
+insert_subject(struct ac_repo *r, struct ac_str subject, struct ac_str email)
+{
+	char id[AC_UUID_LEN + 1];
+	struct ac_stmt *s;
+	enum ac_err err;
+
+	if ((err = ac_uuid4(id)) != AC_OK)
+		return err;
+	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
+		return err;
+	if ((err = stmt(r, S_USER_ENSURE_SUBJECT, &s)) == AC_OK) {
+		ac_db_bind_str(s, 1, (struct ac_str){ id, AC_UUID_LEN });
+		ac_db_bind_str(s, 2, email);
+		ac_db_bind_str(s, 3, subject);
+		ac_db_bind_int(s, 4, ac_now_us());
+		err = ac_repo_run(s, NULL);
+	}
+	return ac_repo_end(r, err);
+}
+
+enum ac_err
+ac_repo_user_ensure_subject(struct ac_repo *r, struct ac_str subject, struct ac_str email, ac_user_fn fn,
+    void *arg)
+{
+	/* Never linked to an account by its email: the provider's email may be anyone's. */
+	struct ac_str fallback = { subject.ptr, subject.len > 254 ? 254 : subject.len };
+	enum ac_err err;
+
+	err = user_by(r, S_USER_BY_SUBJECT, subject, fn, arg);
+	if (err != AC_ENOTFOUND)
+		return err;
+	if (email.len > 0 && (err = insert_subject(r, subject, email)) != AC_OK)
+		return err;
+	err = user_by(r, S_USER_BY_SUBJECT, subject, fn, arg);
+	if (err != AC_ENOTFOUND)
+		return err;
+	if ((err = insert_subject(r, subject, fallback)) != AC_OK)
+		return err;
+	return user_by(r, S_USER_BY_SUBJECT, subject, fn, arg);
+}
+
 static enum ac_err
 user_by(struct ac_repo *r, int i, struct ac_str key, ac_user_fn fn, void *arg)
 {
@@ -237,7 +293,8 @@ run_id(struct ac_repo *r, int i, struct ac_str id, int64_t *changed)
 enum ac_err
 ac_repo_user_delete(struct ac_repo *r, struct ac_str id)
 {
-	static const int steps[] = { S_USER_DEL_KEYS, S_USER_DEL_CHATS, S_USER_DEL_ATTEMPTS, S_USER_DEL };
+	static const int steps[] = { S_USER_DEL_KEYS, S_USER_DEL_CHATS, S_USER_DEL_ATTEMPTS, S_USER_DEL_LIMITS,
+	    S_USER_DEL_SLOTS, S_USER_DEL };
 	enum ac_err err;
 	int64_t changed = 0;
 
@@ -332,9 +389,10 @@ ac_repo_login_check(struct ac_repo *r, const struct ac_login_limits *l, struct a
 	enum ac_err err;
 
 	*retry_after_s = 0;
-	if ((err = login_count(r, AC_STR("email"), email, now - l->window_us, &n, &oldest)) != AC_OK)
+	/* An attempt that names no valid email counts against its address only. */
+	if (email.len > 0 && (err = login_count(r, AC_STR("email"), email, now - l->window_us, &n, &oldest)) != AC_OK)
 		return err;
-	if (l->max_per_email > 0 && n >= l->max_per_email)
+	if (email.len > 0 && l->max_per_email > 0 && n >= l->max_per_email)
 		until = oldest + l->window_us;
 	if (addr.len > 0) {
 		if ((err = login_count(r, AC_STR("addr"), addr, now - l->window_us, &n, &oldest)) != AC_OK)
@@ -380,7 +438,7 @@ ac_repo_login_failed(struct ac_repo *r, const struct ac_login_limits *l, struct 
 
 	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
 		return err;
-	err = login_record(r, AC_STR("email"), email, now, l->window_us);
+	err = email.len > 0 ? login_record(r, AC_STR("email"), email, now, l->window_us) : AC_OK;
 	if (err == AC_OK && addr.len > 0)
 		err = login_record(r, AC_STR("addr"), addr, now, l->window_us);
 	return ac_repo_end(r, err);

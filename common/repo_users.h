@@ -27,6 +27,10 @@ enum ac_err ac_repo_user_create(struct ac_repo *r, struct ac_str email, struct a
     bool admin, ac_user_fn fn, void *arg);
 /* The account of email, made (with no password) when there is none: REMOTE_USER's. */
 enum ac_err ac_repo_user_ensure(struct ac_repo *r, struct ac_str email, ac_user_fn fn, void *arg);
+/* The account of an outside identity provider's subject ("<iss> <sub>"), made (with no password,
+ * its email that of the token when free, else the subject) when there is none. */
+enum ac_err ac_repo_user_ensure_subject(struct ac_repo *r, struct ac_str subject, struct ac_str email,
+    ac_user_fn fn, void *arg);
 /* AC_ENOTFOUND when there is no such account. */
 enum ac_err ac_repo_user_by_id(struct ac_repo *r, struct ac_str id, ac_user_fn fn, void *arg);
 enum ac_err ac_repo_user_by_email(struct ac_repo *r, struct ac_str email, ac_user_fn fn, void *arg);

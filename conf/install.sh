@@ -8,7 +8,7 @@
 # ($PREFIX/bin), SYSCONFDIR ($PREFIX/etc), DATADIR ($PREFIX/share), MANDIR ($DATADIR/man), STATEDIR
 # (/var/lib/ai-chat-fcgi: where the installed settings put the database), RUN_USER (www-data: the
 # owner of STATEDIR and the group of the settings file, when run as root without DESTDIR), BINARY
-# (build/ai-chat-fcgi).
+# (build/ai-chat-fcgi), NO_SECRET=1 (no JWT_SECRET written into a new settings file: a package's build).
 #
 # Installs:
 #   $BINDIR/ai-chat-fcgi
@@ -131,8 +131,9 @@ do_install() {
         say "installed the settings file $settings (set GROQ_API_KEY there)"
     fi
     # AUTH=token (the default) signs its tokens with JWT_SECRET: a random one, once, when the settings
-    # file has none (never replaced, so an upgrade keeps every token valid).
-    if ! grep -q '^[[:space:]]*\(export[[:space:]]\+\)\?JWT_SECRET=..*' "$DESTDIR$settings"; then
+    # file has none (never replaced, so an upgrade keeps every token valid).  Not into a package
+    # (NO_SECRET=1, debian/rules): its postinst makes one per host.
+    if [ -z "${NO_SECRET:-}" ] && ! grep -q '^[[:space:]]*\(export[[:space:]]\+\)\?JWT_SECRET=..*' "$DESTDIR$settings"; then
         secret=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
         printf '\n# Written by conf/install.sh: the secret bearer tokens are signed with (keep it secret).\nJWT_SECRET=%s\n' \
             "$secret" >> "$DESTDIR$settings"

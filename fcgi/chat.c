@@ -92,6 +92,16 @@ ac_send_free(struct send *s)
 	free(s);
 }
 
+/* The admitted send's end, once: its generation slot given back, the provider's tokens counted. */
+void
+ac_send_limits_end(struct send *s, int64_t tokens)
+{
+	if (!s->admitted)
+		return;
+	s->admitted = false;
+	ac_send_release(s->c, s->user_id, s->slot, tokens);
+}
+
 /* The request's strings the send still needs once the request's own memory is gone. */
 static bool
 own_strings(struct send *s)
@@ -437,6 +447,7 @@ finish(struct send *s)
 	else
 		reply.outcome = res->text.len > 0 ? AC_REPLY_INCOMPLETE : AC_REPLY_FAILED;
 	err = settle(s, &reply, &id, &created);
+	ac_send_limits_end(s, res->prompt_tokens + res->completion_tokens);
 	if (res->fail != AC_LLM_OK) {
 		if (res->fail == AC_LLM_CANCELLED && c->resp.failed)
 			return;	/* nobody to tell */
@@ -483,6 +494,8 @@ finish(struct send *s)
 	    res->completion_tokens);
 	if (s->stream && ac_buf_err(b) == AC_OK)
 		(void)ac_resp_sse_event(c, "done", b->data, b->len);
+	if (s->titles && (s->state.state == AC_SEND_NEW || s->state.state == AC_SEND_RETRY))
+		ac_auto_title(c, s->chat_id, s->user_id);
 }
 
 /*

@@ -30,6 +30,9 @@ struct send {
 	bool stream;
 	struct ac_send state;
 	bool finished;			/* the send's reply row is settled */
+	bool admitted;			/* past the per-user limits, not yet released (send_limits.c) */
+	int64_t slot;			/* the generation slot it holds (0: none) */
+	bool titles;			/* POST /chat: a first exchange names the chat (auto_title.c) */
 
 	/* The context, gathered newest first. */
 	struct ac_buf text;		/* the messages' contents, one after another */
@@ -57,6 +60,10 @@ struct send {
 /* A send for c, or NULL (the 500 answered). */
 struct send *ac_send_new(struct ac_ctx *c);
 void ac_send_free(struct send *s);
+/* The admitted send's end, once (a no-op after the first, or for a send not admitted): its
+ * generation slot given back, the provider's tokens counted.  finish() calls it; a route calls it
+ * for a send that never reached the model. */
+void ac_send_limits_end(struct send *s, int64_t tokens);
 /* What a send that began does next, by the state the repository gave it. */
 void ac_send_proceed(struct send *s, struct ac_verrs *v);
 

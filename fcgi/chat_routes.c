@@ -197,6 +197,10 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		ac_send_too_long(s, ac_send_estimate_tokens(message.len));
 		goto out;
 	}
+	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
+		goto out;
+	s->admitted = true;
+	s->titles = true;
 	if (s->chat_id.ptr == NULL) {
 		err = ac_repo_chat_create(c->repo, s->user_id, (struct ac_str){ NULL, 0 }, new_chat, s);
 		if (err != AC_OK) {
@@ -214,8 +218,10 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 out:
 	json_object_put(body);
 	ac_verrs_free(&v);
-	if (!c->parked)
+	if (!c->parked) {
+		ac_send_limits_end(s, 0);
 		ac_send_free(s);
+	}
 }
 
 void
@@ -245,6 +251,9 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 	}
 	if (!chat_id_uuid(s) || !chat_settings(s))
 		goto out;
+	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
+		goto out;
+	s->admitted = true;
 	err = ac_repo_regenerate_begin(c->repo, s->chat_id, s->user_id, lock_until(c->cfg), &s->state);
 	if (err != AC_OK) {
 		ac_resp_repo_error(c, err, s->chat_id);
@@ -254,8 +263,10 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 out:
 	json_object_put(body);
 	ac_verrs_free(&v);
-	if (!c->parked)
+	if (!c->parked) {
+		ac_send_limits_end(s, 0);
 		ac_send_free(s);
+	}
 }
 
 void
@@ -330,6 +341,9 @@ ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
 		ac_send_too_long(s, ac_send_estimate_tokens(content.len));
 		goto out;
 	}
+	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
+		goto out;
+	s->admitted = true;
 	err = ac_repo_edit_begin(c->repo, s->chat_id, s->user_id, message_id, content, lock_until(c->cfg),
 	    &s->state);
 	if (err != AC_OK) {
@@ -344,6 +358,8 @@ ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
 out:
 	json_object_put(body);
 	ac_verrs_free(&v);
-	if (!c->parked)
+	if (!c->parked) {
+		ac_send_limits_end(s, 0);
 		ac_send_free(s);
+	}
 }

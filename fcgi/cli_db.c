@@ -35,6 +35,10 @@ static const struct table tables[] = {
 	    "sssiiii", NULL },
 	{ "users", "id, email, password_hash, role, token_version, subject, created_at", "ssssisi", NULL },
 	{ "login_attempts", "kind, key, at", "ssi", NULL },
+	{ "user_limits", "user_id, rate_tat, token_day, tokens", "siii", NULL },
+	{ "generation_slots", "id, user_id, until", "isi", "SELECT setval(pg_get_serial_sequence('generation_slots', "
+	    "'id'), (SELECT coalesce(max(id), 0) + 1 FROM generation_slots), false)" },
+	{ "ops_leases", "name, holder, until", "ssi", NULL },
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 
@@ -243,6 +247,10 @@ out:
 int
 ac_cli_db(const struct ac_config *cfg, int argc, char **argv)
 {
+	int status = ac_cli_db_ops(cfg, argc, argv);
+
+	if (status >= 0)
+		return status;
 	if ((argc == 4 || argc == 5) && strcmp(argv[1], "copy") == 0) {
 		bool force = argc == 5 && strcmp(argv[4], "--force") == 0;
 
@@ -252,8 +260,12 @@ ac_cli_db(const struct ac_config *cfg, int argc, char **argv)
 	}
 usage:
 	fprintf(stderr, "usage: ai-chat-fcgi db copy FROM_URL TO_URL [--force]\n"
-	    "Copies every chat, message, idempotency key, account and failed login (ids and timestamps kept)\n"
-	    "from one database to\n"
-	    "another (sqlite:///path or postgresql://...), refusing a target that is not empty unless --force.\n");
+	    "       ai-chat-fcgi db backup PATH [--force]\n"
+	    "       ai-chat-fcgi db check [URL]\n"
+	    "Copies every chat, message, idempotency key, account, failed login and per-user limit count (ids\n"
+	    "and timestamps kept) from one database to another (sqlite:///path or postgresql://...), refusing a\n"
+	    "target that is not empty unless --force.\n"
+	    "backup: a consistent copy of DATABASE_URL's SQLite database while the server runs (PostgreSQL:\n"
+	    "use pg_dump).  check: the integrity checks and counts of URL's database (else DATABASE_URL's).\n");
 	return 2;
 }

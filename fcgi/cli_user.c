@@ -162,7 +162,11 @@ ac_cli_user(const struct ac_config *cfg, int argc, char **argv)
 	if (strcmp(argv[1], "add") == 0) {
 		if (get_password(password, sizeof(password), &password_len) != 0)
 			goto out;
-		if (ac_auth_init(cfg) != AC_OK || ac_auth_hash(password, password_len, hash) != AC_OK) {
+		if (ac_auth_init(cfg, msg, sizeof(msg)) != AC_OK) {
+			fprintf(stderr, "%s: %s\n", PROG, msg);
+			goto out;
+		}
+		if (ac_auth_hash(password, password_len, hash) != AC_OK) {
 			fprintf(stderr, "%s: the password could not be hashed (out of memory?)\n", PROG);
 			goto out;
 		}

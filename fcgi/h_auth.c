@@ -8,6 +8,7 @@
 
 #include "../common/auth.h"
 #include "../common/json.h"
+#include "../common/metrics.h"
 #include "../common/repo_users.h"
 #include "../common/util.h"
 #include "h_auth.h"
@@ -168,6 +169,7 @@ login(struct ac_ctx *c, struct ac_str raw_email, struct ac_str password, bool be
 		snprintf(detail, sizeof(detail), "Too many failed logins: try again in %lld seconds",
 		    (long long)retry_after);
 		snprintf(retry, sizeof(retry), "%lld", (long long)retry_after);
+		ac_metrics_rate_limited(AC_LIMIT_LOGIN);
 		ac_resp_error(c, 429, detail);
 		ac_resp_header(c, "Retry-After", retry);
 		return;
@@ -190,6 +192,7 @@ login(struct ac_ctx *c, struct ac_str raw_email, struct ac_str password, bool be
 			ac_resp_repo_error(c, err, AC_STR(""));
 			return;
 		}
+		ac_metrics_auth_failure(AC_AUTH_PASSWORD);
 		ac_resp_error(c, 401, "Invalid email or password");
 		if (bearer)
 			ac_resp_header(c, "WWW-Authenticate", "Bearer");

@@ -21,6 +21,13 @@ void ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_chat_active(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_models(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_openapi(struct ac_ctx *c, const struct ac_str *args);
+/* openai.c: the OpenAI-compatible routes. */
+void ac_h_v1_models(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_v1_chat_completions(struct ac_ctx *c, const struct ac_str *args);
+/* A /v1 request refused before its handler (401, 403, ...): the answer again, in OpenAI's shape. */
+void ac_v1_refused(struct ac_ctx *c);
+/* monitor.c: GET /metrics (METRICS=1, from METRICS_ALLOW addresses; else a 404). */
+void ac_h_metrics(struct ac_ctx *c, const struct ac_str *args);
 
 /* h_auth.c: the /auth routes */
 void ac_h_auth_register(struct ac_ctx *c, const struct ac_str *args);
@@ -70,6 +77,21 @@ void ac_h_import(struct ac_ctx *c, const struct ac_str *args);
 
 /* chat_routes.c: adds the 422 entry for a "model" that is no alias of the registry. */
 void ac_models_invalid(struct ac_verrs *v, const struct ac_models *ms);
+
+/*
+ * send_limits.c: the per-user send limits.  ac_send_admit admits a send of user_id before it stores
+ * anything (*slot: the generation slot it holds, 0 for none), or answers the 429 (or a 503) itself
+ * and returns false.  ac_send_release, once at the admitted send's end, gives the slot back and
+ * counts the provider's tokens.
+ */
+bool ac_send_admit(struct ac_ctx *c, struct ac_str user_id, int64_t slot_until, int64_t *slot);
+void ac_send_release(struct ac_ctx *c, struct ac_str user_id, int64_t slot, int64_t tokens);
+
+/*
+ * auto_title.c: after a send's reply was stored, names the chat (AUTO_TITLE) once the answer has
+ * gone, if this was its first exchange and it has no title.
+ */
+void ac_auto_title(struct ac_ctx *c, struct ac_str chat_id, struct ac_str user_id);
 
 /* conf/docs/openapi.json, compiled in (build/openapi_doc.c). */
 extern const char ac_openapi_doc[];

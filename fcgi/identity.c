@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "../common/auth.h"
+#include "../common/metrics.h"
 #include "../common/repo_users.h"
 #include "handlers.h"
 
@@ -108,16 +109,25 @@ by_token(struct ac_ctx *c)
 
 	token = bearer(FCGX_GetParam("HTTP_AUTHORIZATION", c->envp), &len);
 	if (token == NULL) {
+		ac_metrics_auth_failure(AC_AUTH_MISSING);
 		ac_resp_unauthorized(c, "Not authenticated");
 		return false;
 	}
 	if (ac_auth_token_check(token, len, &claims) != AC_OK) {
+		ac_metrics_auth_failure(AC_AUTH_INVALID);	/* a bad signature, malformed, or expired */
 		ac_resp_unauthorized(c, "Invalid authentication credentials");
 		return false;
 	}
 	o.ver = claims.ver;
-	err = ac_repo_user_by_id(c->repo, (struct ac_str){ claims.sub, claims.sub_len }, who_in, &o);
+	if (claims.outside) {	/* an outside provider's user: no token version of ours */
+		o.ver = -1;
+		err = ac_repo_user_ensure_subject(c->repo, (struct ac_str){ claims.subject, claims.subject_len },
+		    (struct ac_str){ claims.email, claims.email_len }, who_in, &o);
+	} else {
+		err = ac_repo_user_by_id(c->repo, (struct ac_str){ claims.sub, claims.sub_len }, who_in, &o);
+	}
 	if (err == AC_ENOTFOUND) {
+		ac_metrics_auth_failure(AC_AUTH_REVOKED);
 		ac_resp_unauthorized(c, "User not found");
 		return false;
 	}
@@ -126,6 +136,7 @@ by_token(struct ac_ctx *c)
 		return false;
 	}
 	if (o.stale) {
+		ac_metrics_auth_failure(AC_AUTH_REVOKED);
 		ac_resp_unauthorized(c, "Session expired");
 		return false;
 	}
@@ -143,6 +154,7 @@ by_remote_user(struct ac_ctx *c)
 
 	/* The web server's user name, stored as an email is: trimmed, ASCII lower case. */
 	if (name == NULL || !ac_auth_name((struct ac_str){ name, strlen(name) }, email, &n)) {
+		ac_metrics_auth_failure(AC_AUTH_MISSING);
 		ac_resp_unauthorized(c, "Not authenticated");
 		return false;
 	}

@@ -150,6 +150,7 @@ finish_job(struct ac_ctx *c, void *arg)
 {
 	struct ac_park *k = arg;
 
+	ac_log_set_request_id(k->log.request_id);
 	memset(&c->req, 0, sizeof(c->req));
 	c->req.method = k->method;
 	c->req.method_name = k->method_name;
@@ -165,8 +166,7 @@ finish_job(struct ac_ctx *c, void *arg)
 	k->abort = c->resp.abort;
 	if (c->resp.failed)
 		k->gone = true;
-	if (ac_log_enabled(AC_LOG_INFO))
-		ac_log_request(c, k->started);
+	ac_log_request(c, k->started);
 	/* Jobs for after the answer (deferred stores, and whatever else a send asked for) go with it. */
 	for (int i = 0; i < c->after.count && k->after.count < AC_AFTER_MAX; i++)
 		k->after.job[k->after.count++] = c->after.job[i];
@@ -177,6 +177,7 @@ finish_job(struct ac_ctx *c, void *arg)
 	k->arg = NULL;
 	k->p = NULL;
 	k->state = P_CLOSING;
+	ac_log_set_request_id(NULL);
 	enqueue(k);
 }
 
@@ -186,7 +187,9 @@ after_job(struct ac_ctx *c, void *arg)
 	struct ac_park *k = arg;
 
 	c->after = k->after;
+	ac_log_set_request_id(k->log.request_id);
 	ac_run_after(c);
+	ac_log_set_request_id(NULL);
 	park_free_now(k);
 }
 

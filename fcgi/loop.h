@@ -61,7 +61,8 @@ bool ac_park(struct ac_ctx *c, struct ac_provider *p, const struct ac_park_ops *
 /* Queues bytes of the response (its CGI-style stdout) on the parked request, on its owning thread;
  * AC_EIO when the client has gone, or was dropped past the queue's bound. */
 enum ac_err ac_park_write(struct ac_park *k, const char *data, size_t len);
-/* The same for one server-sent event, or a comment (": text"), written as one record. */
+/* The same for one server-sent event (event "": an unnamed one, only "data: ..."), or a comment
+ * (event NULL: ": text"), written as one record. */
 enum ac_err ac_park_sse(struct ac_park *k, const char *event, const char *data, size_t len);
 
 #endif

@@ -185,11 +185,28 @@ ac_park_write(struct ac_park *k, const char *data, size_t len)
 	return queued(k);
 }
 
+/* What comes before an event's data: ": " (a comment), "data: " (unnamed), "event: NAME\ndata: ". */
+static void
+sse_prefix(struct ac_buf *b, const char *event)
+{
+	if (event == NULL) {
+		ac_buf_add(b, ": ", 2);
+	} else if (event[0] == '\0') {
+		ac_buf_add(b, "data: ", 6);
+	} else {
+		ac_buf_add(b, "event: ", 7);
+		ac_buf_adds(b, event);
+		ac_buf_add(b, "\ndata: ", 7);
+	}
+}
+
 enum ac_err
 ac_park_sse(struct ac_park *k, const char *event, const char *data, size_t len)
 {
 	struct ac_buf *w = &k->wire;
-	size_t n = event != NULL ? 7 + strlen(event) + 7 + len + 2 : 2 + len + 2;
+	/* ": " a comment; "data: " an unnamed event; else "event: NAME\ndata: " */
+	size_t pre = event == NULL ? 2 : event[0] == '\0' ? 6 : 7 + strlen(event) + 7;
+	size_t n = pre + len + 2;
 	size_t pad = ((n + 7) & ~(size_t)7) - n;
 	unsigned char h[AC_FCGI_HEADER_LEN] = { 1, 6, 0, 0, 0, 0, 0, 0 };	/* FCGI_STDOUT */
 	static const char zeros[8] = { 0 };
@@ -200,13 +217,7 @@ ac_park_sse(struct ac_park *k, const char *event, const char *data, size_t len)
 		enum ac_err err;
 
 		ac_buf_init(&tmp, n + 1);
-		if (event != NULL) {
-			ac_buf_adds(&tmp, "event: ");
-			ac_buf_adds(&tmp, event);
-			ac_buf_adds(&tmp, "\ndata: ");
-		} else {
-			ac_buf_adds(&tmp, ": ");
-		}
+		sse_prefix(&tmp, event);
 		ac_buf_add(&tmp, data, len);
 		ac_buf_add(&tmp, "\n\n", 2);
 		err = ac_buf_err(&tmp) == AC_OK ? ac_park_write(k, tmp.data, tmp.len) : AC_EIO;
@@ -221,13 +232,7 @@ ac_park_sse(struct ac_park *k, const char *event, const char *data, size_t len)
 	h[5] = (unsigned char)(n & 0xff);
 	h[6] = (unsigned char)pad;
 	ac_buf_add(w, h, sizeof(h));
-	if (event != NULL) {
-		ac_buf_add(w, "event: ", 7);
-		ac_buf_adds(w, event);
-		ac_buf_add(w, "\ndata: ", 7);
-	} else {
-		ac_buf_add(w, ": ", 2);
-	}
+	sse_prefix(w, event);
 	ac_buf_add(w, data, len);	/* one line: JSON escapes newlines */
 	ac_buf_add(w, "\n\n", 2);
 	ac_buf_add(w, zeros, pad);

@@ -22,6 +22,7 @@
 
 #include "../common/config.h"
 #include "../common/log.h"
+#include "../common/metrics.h"
 #include "../common/provider.h"
 #include "../common/repo.h"
 #include "../common/util.h"
@@ -121,6 +122,8 @@ spawn(const struct ac_config *cfg, int listen_fd)
 
 	if (pid == 0)
 		_exit(ac_serve(cfg, listen_fd));
+	if (pid > 0)
+		ac_metrics_process_add(pid);
 	if (pid < 0)
 		ac_log(AC_LOG_ERROR, "fork: %s; trying again in %d s", strerror(errno), RESPAWN_MIN_SECONDS);
 	return pid;
@@ -152,6 +155,7 @@ supervise(const struct ac_config *cfg, int listen_fd)
 	sigaddset(&set, SIGCHLD);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
+	ac_metrics_process_add(getpid());
 	for (int i = 0; i < cfg->processes; i++) {
 		pids[i] = spawn(cfg, listen_fd);
 		if (pids[i] < 0)
@@ -184,6 +188,7 @@ supervise(const struct ac_config *cfg, int listen_fd)
 				if (pids[i] != pid)
 					continue;
 				pids[i] = 0;
+				ac_metrics_process_remove(pid);
 				if (stopping) {
 					if (WIFSIGNALED(ws) || WEXITSTATUS(ws) != 0)
 						status = 1;
@@ -355,7 +360,13 @@ main(int argc, char **argv)
 		fprintf(stderr, "%s: LOG_FILE: %s: %s\n", PROGRAM, cfg.log_file, strerror(errno));
 		return 2;
 	}
+	ac_log_set_json(cfg.log_json != 0);
 
+	/* Before any thread or worker process, and for --check-config (JWT_PUBLIC_KEY_FILE is read). */
+	if (ac_auth_init(&cfg, msg, sizeof(msg)) != AC_OK) {
+		fprintf(stderr, "%s: configuration: %s\n", PROGRAM, msg);
+		return 2;
+	}
 	ac_config_db(&cfg, &db);
 	if (ac_repo_migrate(&db, msg, sizeof(msg)) != AC_OK) {
 		fprintf(stderr, "%s: database %s: %s\n", PROGRAM, cfg.db_display, msg);
@@ -367,11 +378,6 @@ main(int argc, char **argv)
 	}
 
 	raise_fd_limit();
-	/* Before any thread or worker process: the dummy hash is made once and inherited. */
-	if (ac_auth_init(&cfg) != AC_OK) {
-		fprintf(stderr, "%s: libsodium failed to initialise\n", PROGRAM);
-		return 1;
-	}
 	if (ac_provider_global_init() != AC_OK) {
 		fprintf(stderr, "%s: libcurl failed to initialise\n", PROGRAM);
 		return 1;
@@ -398,6 +404,19 @@ main(int argc, char **argv)
 			fprintf(stderr, "%s: no FastCGI socket: set FCGI_SOCKET (or --socket), or start me "
 			    "with a listening socket on fd 0 (spawn-fcgi, systemd)\n", PROGRAM);
 		return 1;
+	}
+	/* The dummy hash, once, before the workers fork (a CGI request never makes one it does not need). */
+	if (cfg.auth_mode == AC_AUTH_TOKEN)
+		ac_auth_prepare();
+	/* The shared counters, before any fork: every worker adds to the same ones. */
+	{
+		const char *routes[AC_METRICS_ROUTES];
+		int n = ac_routes_names(routes, AC_METRICS_ROUTES - 1);
+
+		if (ac_metrics_init(&cfg, routes, n) != AC_OK) {
+			fprintf(stderr, "%s: METRICS: cannot map the shared counters: %s\n", PROGRAM, strerror(errno));
+			return 1;
+		}
 	}
 	ac_log(AC_LOG_INFO, "serving %s with %d process%s of %d threads, database %s, AUTH=%s",
 	    cfg.socket_path[0] != '\0' ? cfg.socket_path : "fd 0", cfg.processes,

@@ -1,6 +1,10 @@
 /* The request, from the FastCGI environment and input stream. */
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include "../common/json.h"
@@ -33,6 +37,63 @@ method_of(const char *m)
 	return AC_METHOD_OTHER;
 }
 
+/* An id we may send back in a header and log as it is: 1..64 of [A-Za-z0-9._:-]. */
+static bool
+request_id_ok(const char *s)
+{
+	size_t n = s != NULL ? strlen(s) : 0;
+
+	if (n == 0 || n > AC_REQUEST_ID_MAX)
+		return false;
+	return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == n;
+}
+
+/* 32 hex digits, like nginx's $request_id: a per-thread generator seeded from the kernel. */
+static void
+request_id_new(char out[33])
+{
+	static _Thread_local uint64_t state;
+	static const char hex[] = "0123456789abcdef";
+
+	if (state == 0 && getrandom(&state, sizeof(state), GRND_NONBLOCK) != (ssize_t)sizeof(state))
+		state = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)&state;
+	for (int half = 0; half < 2; half++) {
+		/* splitmix64 */
+		uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		z ^= z >> 31;
+		for (int i = 0; i < 16; i++)
+			out[half * 16 + i] = hex[(z >> (i * 4)) & 0xf];
+	}
+	out[32] = '\0';
+}
+
+/*
+ * The request's id: the client's X-Request-Id when TRUST_REQUEST_ID=1, else the web server's
+ * (nginx's $request_id as REQUEST_ID, Apache's mod_unique_id as UNIQUE_ID), else one made here.
+ */
+static void
+request_id(struct ac_ctx *c)
+{
+	const char *id = NULL;
+	char made[33];
+
+	if (c->cfg->trust_request_id)
+		id = param(c, "HTTP_X_REQUEST_ID");
+	if (!request_id_ok(id))
+		id = param(c, "REQUEST_ID");
+	if (!request_id_ok(id))
+		id = param(c, "UNIQUE_ID");
+	if (!request_id_ok(id)) {
+		request_id_new(made);
+		id = made;
+	}
+	snprintf(c->log.request_id, sizeof(c->log.request_id), "%s", id);
+	ac_log_set_request_id(c->log.request_id);
+}
+
 bool
 ac_request_parse(struct ac_ctx *c)
 {
@@ -43,6 +104,8 @@ ac_request_parse(struct ac_ctx *c)
 	enum ac_err err;
 
 	memset(r, 0, sizeof(*r));
+	request_id(c);
+	r->remote_addr = param(c, "REMOTE_ADDR");
 	r->method_name = param(c, "REQUEST_METHOD");
 	r->method = method_of(r->method_name);
 	r->content_type = param(c, "CONTENT_TYPE");

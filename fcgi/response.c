@@ -22,9 +22,13 @@ reason(int status)
 	case 413: return "Content Too Large";
 	case 414: return "URI Too Long";
 	case 415: return "Unsupported Media Type";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
 	case 422: return "Unprocessable Entity";
+	case 429: return "Too Many Requests";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
 	case 503: return "Service Unavailable";
 	default: return "Unknown";
 	}
@@ -40,7 +44,7 @@ put(struct ac_ctx *c, const char *data, size_t len)
 }
 
 /* What browser code on another origin may read of an answer besides the basic headers. */
-#define CORS_EXPOSE "Access-Control-Expose-Headers: X-Has-More, Retry-After, Idempotent-Replayed\r\n"
+#define CORS_EXPOSE "Access-Control-Expose-Headers: X-Has-More, Retry-After, Idempotent-Replayed, X-Request-Id\r\n"
 
 static void
 add_cors(struct ac_ctx *c, struct ac_buf *h)
@@ -65,29 +69,57 @@ add_cors(struct ac_ctx *c, struct ac_buf *h)
 	}
 }
 
-/* Sends the status line and headers; content_length < 0 leaves it out (a streamed body). */
+/* Where a head goes: out to the client (put), or into a buffer (ac_resp_sse_head). */
+typedef void (*head_sink)(struct ac_ctx *c, void *arg, const char *data, size_t len);
+
 static void
-send_head(struct ac_ctx *c, long long content_length)
+sink_put(struct ac_ctx *c, void *arg, const char *data, size_t len)
+{
+	(void)arg;
+	put(c, data, len);
+}
+
+static void
+sink_buf(struct ac_ctx *c, void *arg, const char *data, size_t len)
+{
+	(void)c;
+	ac_buf_add(arg, data, len);
+}
+
+/* The status line and headers; content_length < 0 leaves it out (a streamed body). */
+static void
+head_write(struct ac_ctx *c, long long content_length, head_sink out, void *arg)
 {
 	struct ac_resp *r = &c->resp;
 	char line[128];
 	int n;
 
 	n = snprintf(line, sizeof(line), "Status: %d %s\r\n", r->status, reason(r->status));
-	put(c, line, (size_t)n);
+	out(c, arg, line, (size_t)n);
 	if (r->status != 204 && r->status != 304) {
 		n = snprintf(line, sizeof(line), "Content-Type: %s\r\n",
 		    r->content_type != NULL ? r->content_type : "application/json");
-		put(c, line, (size_t)n);
+		out(c, arg, line, (size_t)n);
 		if (content_length >= 0) {
 			n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n", content_length);
-			put(c, line, (size_t)n);
+			out(c, arg, line, (size_t)n);
 		}
 	}
+	if (c->log.request_id[0] != '\0') {
+		n = snprintf(line, sizeof(line), "X-Request-Id: %s\r\n", c->log.request_id);
+		out(c, arg, line, (size_t)n);
+	}
 	add_cors(c, &r->headers);
-	put(c, r->headers.data, r->headers.len);
-	put(c, "\r\n", 2);
-	r->committed = true;
+	out(c, arg, r->headers.data, r->headers.len);
+	out(c, arg, "\r\n", 2);
+}
+
+/* Sends the status line and headers; content_length < 0 leaves it out (a streamed body). */
+static void
+send_head(struct ac_ctx *c, long long content_length)
+{
+	head_write(c, content_length, sink_put, NULL);
+	c->resp.committed = true;
 }
 
 /* The body buffer's sink: a body past the window commits the head and goes out in pieces. */
@@ -202,6 +234,27 @@ ac_resp_repo_error(struct ac_ctx *c, enum ac_err err, struct ac_str chat_id)
 }
 
 void
+ac_resp_sse_head(struct ac_ctx *c, struct ac_buf *out)
+{
+	struct ac_resp *r = &c->resp;
+	int status = r->status;
+	const char *type = r->content_type;
+	size_t kept = r->headers.len;
+
+	r->status = 200;
+	r->content_type = "text/event-stream";
+	ac_resp_header(c, "Cache-Control", "no-cache");
+	ac_resp_header(c, "X-Accel-Buffering", "no");
+	head_write(c, -1, sink_buf, out);
+	/* The answer itself is as it was. */
+	r->status = status;
+	r->content_type = type;
+	r->headers.len = kept;
+	if (r->headers.data != NULL)
+		r->headers.data[kept] = '\0';
+}
+
+void
 ac_resp_sse_begin(struct ac_ctx *c)
 {
 	struct ac_resp *r = &c->resp;
@@ -229,9 +282,12 @@ sse_flush(struct ac_ctx *c)
 enum ac_err
 ac_resp_sse_event(struct ac_ctx *c, const char *event, const char *data, size_t len)
 {
-	put(c, "event: ", 7);
-	put(c, event, strlen(event));
-	put(c, "\ndata: ", 7);
+	if (event[0] != '\0') {
+		put(c, "event: ", 7);
+		put(c, event, strlen(event));
+		put(c, "\n", 1);
+	}
+	put(c, "data: ", 6);
 	put(c, data, len);	/* one line of JSON: its newlines are escaped */
 	put(c, "\n\n", 2);
 	return sse_flush(c);

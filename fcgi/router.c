@@ -22,40 +22,45 @@ enum access {
 };
 
 struct route {
+	const char *name;			/* the template: the log's and the metrics' "route" */
 	const char *segs[MAX_SEGS];		/* "{name}" matches any non-empty segment, passed to the handler */
 	ac_handler on[AC_METHOD_OTHER];	/* by method; HEAD falls back to GET */
 	enum access access;
 };
 
 static const struct route routes[] = {
-	{ { NULL }, { [AC_GET] = ac_h_root }, OPEN },
-	{ { "health", NULL }, { [AC_GET] = ac_h_health }, OPEN },
-	{ { "chats", NULL }, { [AC_GET] = ac_h_chat_list, [AC_POST] = ac_h_chat_create } , USER },
-	{ { "chats", "{chat_id}", NULL },
+	{ "/", { NULL }, { [AC_GET] = ac_h_root }, OPEN },
+	{ "/health", { "health", NULL }, { [AC_GET] = ac_h_health }, OPEN },
+	{ "/chats", { "chats", NULL }, { [AC_GET] = ac_h_chat_list, [AC_POST] = ac_h_chat_create } , USER },
+	{ "/chats/{chat_id}", { "chats", "{chat_id}", NULL },
 	    { [AC_GET] = ac_h_chat_get, [AC_PATCH] = ac_h_chat_rename, [AC_DELETE] = ac_h_chat_delete } , USER },
-	{ { "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_message_list } , USER },
-	{ { "chats", "{chat_id}", "regenerate", NULL }, { [AC_POST] = ac_h_chat_regenerate } , USER },
-	{ { "chats", "{chat_id}", "active", NULL }, { [AC_PUT] = ac_h_chat_active } , USER },
-	{ { "chats", "{chat_id}", "messages", "{message_id}", "edit" }, { [AC_POST] = ac_h_message_edit } , USER },
-	{ { "chat", NULL }, { [AC_POST] = ac_h_chat_send } , USER },
-	{ { "models", NULL }, { [AC_GET] = ac_h_models }, OPEN },
-	{ { "search", NULL }, { [AC_GET] = ac_h_search }, USER },
-	{ { "chats", "{chat_id}", "export", NULL }, { [AC_GET] = ac_h_chat_export }, USER },
-	{ { "export", NULL }, { [AC_GET] = ac_h_export }, USER },
-	{ { "import", NULL }, { [AC_POST] = ac_h_import }, USER },
-	{ { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi }, OPEN },
+	{ "/chats/{chat_id}/messages", { "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_message_list } , USER },
+	{ "/chats/{chat_id}/regenerate", { "chats", "{chat_id}", "regenerate", NULL }, { [AC_POST] = ac_h_chat_regenerate } , USER },
+	{ "/chats/{chat_id}/active", { "chats", "{chat_id}", "active", NULL }, { [AC_PUT] = ac_h_chat_active } , USER },
+	{ "/chats/{chat_id}/messages/{message_id}/edit", { "chats", "{chat_id}", "messages", "{message_id}", "edit" }, { [AC_POST] = ac_h_message_edit } , USER },
+	{ "/chat", { "chat", NULL }, { [AC_POST] = ac_h_chat_send } , USER },
+	{ "/models", { "models", NULL }, { [AC_GET] = ac_h_models }, OPEN },
+	{ "/search", { "search", NULL }, { [AC_GET] = ac_h_search }, USER },
+	{ "/chats/{chat_id}/export", { "chats", "{chat_id}", "export", NULL }, { [AC_GET] = ac_h_chat_export }, USER },
+	{ "/export", { "export", NULL }, { [AC_GET] = ac_h_export }, USER },
+	{ "/import", { "import", NULL }, { [AC_POST] = ac_h_import }, USER },
+	{ "/openapi.json", { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi }, OPEN },
 	/* The account routes answer by mode themselves (h_auth.c). */
-	{ { "auth", "register", NULL }, { [AC_POST] = ac_h_auth_register }, OPEN },
-	{ { "auth", "login", NULL }, { [AC_POST] = ac_h_auth_login }, OPEN },
-	{ { "auth", "token", NULL }, { [AC_POST] = ac_h_auth_token }, OPEN },
-	{ { "auth", "config", NULL }, { [AC_GET] = ac_h_auth_config }, OPEN },
-	{ { "auth", "me", NULL }, { [AC_GET] = ac_h_auth_me, [AC_DELETE] = ac_h_auth_delete_me }, ACCOUNT },
-	{ { "auth", "logout", NULL }, { [AC_POST] = ac_h_auth_logout }, ACCOUNT },
-	{ { "admin", "users", NULL }, { [AC_GET] = ac_h_admin_users, [AC_POST] = ac_h_admin_user_create }, ADMIN },
-	{ { "admin", "users", "{user_id}", NULL }, { [AC_DELETE] = ac_h_admin_user_delete }, ADMIN },
-	{ { "admin", "users", "{user_id}", "role", NULL }, { [AC_PATCH] = ac_h_admin_user_role }, ADMIN },
-	{ { "admin", "users", "{user_id}", "chats", NULL }, { [AC_GET] = ac_h_admin_user_chats }, ADMIN },
-	{ { "admin", "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_admin_chat_messages }, ADMIN },
+	{ "/auth/register", { "auth", "register", NULL }, { [AC_POST] = ac_h_auth_register }, OPEN },
+	{ "/auth/login", { "auth", "login", NULL }, { [AC_POST] = ac_h_auth_login }, OPEN },
+	{ "/auth/token", { "auth", "token", NULL }, { [AC_POST] = ac_h_auth_token }, OPEN },
+	{ "/auth/config", { "auth", "config", NULL }, { [AC_GET] = ac_h_auth_config }, OPEN },
+	{ "/auth/me", { "auth", "me", NULL }, { [AC_GET] = ac_h_auth_me, [AC_DELETE] = ac_h_auth_delete_me }, ACCOUNT },
+	{ "/auth/logout", { "auth", "logout", NULL }, { [AC_POST] = ac_h_auth_logout }, ACCOUNT },
+	{ "/admin/users", { "admin", "users", NULL }, { [AC_GET] = ac_h_admin_users, [AC_POST] = ac_h_admin_user_create }, ADMIN },
+	{ "/admin/users/{user_id}", { "admin", "users", "{user_id}", NULL }, { [AC_DELETE] = ac_h_admin_user_delete }, ADMIN },
+	{ "/admin/users/{user_id}/role", { "admin", "users", "{user_id}", "role", NULL }, { [AC_PATCH] = ac_h_admin_user_role }, ADMIN },
+	{ "/admin/users/{user_id}/chats", { "admin", "users", "{user_id}", "chats", NULL }, { [AC_GET] = ac_h_admin_user_chats }, ADMIN },
+	{ "/admin/chats/{chat_id}/messages", { "admin", "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_admin_chat_messages }, ADMIN },
+	{ "/metrics", { "metrics", NULL }, { [AC_GET] = ac_h_metrics }, OPEN },	/* METRICS_ALLOW (monitor.c) */
+	/* OpenAI's routes: a refused credential is answered in OpenAI's shape (openai.c). */
+	{ "/v1/models", { "v1", "models", NULL }, { [AC_GET] = ac_h_v1_models }, USER },
+	{ "/v1/chat/completions", { "v1", "chat", "completions", NULL }, { [AC_POST] = ac_h_v1_chat_completions }, USER },
 };
 
 /* Authenticates the request as its route needs; false when it has answered. */
@@ -159,12 +164,15 @@ ac_route(struct ac_ctx *c)
 
 		if (!match(rt, &c->req.path, args))
 			continue;
+		c->log.route = rt->name;
 		h = m < AC_METHOD_OTHER ? rt->on[m] : NULL;
 		if (h == NULL && m == AC_HEAD)
 			h = rt->on[AC_GET];
 		if (h != NULL) {
 			if (allowed(c, rt->access))
 				h(c, args);
+			else if (strncmp(rt->name, "/v1/", 4) == 0)
+				ac_v1_refused(c);	/* OpenAI's clients read OpenAI's errors */
 			return;
 		}
 		for (int j = 0; j < AC_METHOD_OTHER; j++) {
@@ -177,6 +185,16 @@ ac_route(struct ac_ctx *c)
 		return;
 	}
 	ac_resp_error(c, 404, "Not Found");
+}
+
+int
+ac_routes_names(const char **out, int max)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && n < max; i++)
+		out[n++] = routes[i].name;
+	return n;
 }
 
 void

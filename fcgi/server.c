@@ -19,10 +19,12 @@
 
 #include "../common/json.h"
 #include "../common/log.h"
+#include "../common/metrics.h"
 #include "../common/util.h"
 #include "loop.h"
 #include "pages.h"
 #include "listen_tcp.h"
+#include "retention.h"
 #include "server.h"
 #include "watch.h"
 #include "worker.h"
@@ -274,24 +276,6 @@ sweep(struct thread *threads, int n)
 		    "(FCGI_READ_TIMEOUT_S)", cut, cut == 1 ? "" : "s");
 }
 
-/* The request line: method, path (no query), status, duration, user, model and tokens. */
-void
-ac_log_request(struct ac_ctx *c, int64_t started)
-{
-	struct ac_str path = c->req.raw_path;
-	struct ac_buf *user = &c->scratch;	/* the request's decoded target is no longer needed */
-
-	ac_buf_reset(user, SCRATCH_KEEP);
-	if (c->log.user_id_len > 0)
-		ac_json_str(user, c->log.user_id, c->log.user_id_len);
-	ac_log(AC_LOG_INFO, "request method=%s path=%.*s status=%d ms=%.1f user_id=%s model=%s tokens=%lld+%lld%s",
-	    c->req.method_name != NULL ? c->req.method_name : "-", (int)(path.len > 512 ? 512 : path.len),
-	    path.ptr != NULL ? path.ptr : "", c->resp.status, (double)(ac_mono_us() - started) / 1000.0,
-	    user->len > 0 ? user->data : "-", c->log.model != NULL ? c->log.model : "-",
-	    (long long)c->log.prompt_tokens, (long long)c->log.completion_tokens,
-	    c->resp.failed ? " client-gone" : "");
-}
-
 bool
 ac_after_response(struct ac_ctx *c, void (*fn)(struct ac_ctx *c, void *arg), void *arg)
 {
@@ -351,8 +335,7 @@ handle(struct ac_ctx *c)
 	ac_resp_finish(c);
 	if (c->resp.abort && !c->cgi)
 		abort_connection(c);
-	if (ac_log_enabled(AC_LOG_INFO))
-		ac_log_request(c, started);
+	ac_log_request(c, started);
 }
 
 /*
@@ -490,12 +473,14 @@ serve(struct thread *t, int fd)
 			/* The loop has the connection: only libfcgi's buffers and parameters are freed. */
 			FCGX_Free(&c->fcgi, 0);
 			c->parked = false;
+			ac_log_set_request_id(NULL);
 			break;
 		}
 		ac_watch_arm(&t->watch, ac_mono_us() + FINISH_GRACE_MS * 1000LL, false);
 		FCGX_Finish_r(&c->fcgi);
 		ac_watch_disarm(&t->watch);
 		ac_run_after(c);
+		ac_log_set_request_id(NULL);
 		if (c->fcgi.ipcFd < 0 || atomic_load(&stopping))
 			break;
 		/* A kept connection: the next request has the same time to arrive, from now. */
@@ -723,6 +708,8 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 	}
 	if (!listen_setup(listen_fd))
 		goto out;
+	if (cfg->processes == 1)
+		ac_metrics_process_add(getpid());	/* else the supervisor registers its workers */
 	small_pool = cfg->threads <= ACCEPTORS;
 	gate.job_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (gate.job_fd < 0) {
@@ -750,6 +737,7 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 		threads[i].started = 1;
 	}
 	pthread_attr_destroy(&attr);
+	ac_retention_start(cfg);
 	if (i == cfg->threads) {
 		/* Every signal that means something is blocked in every thread (main() did it before
 		 * any thread existed) and taken here, never by a handler that could interrupt a read. */
@@ -770,6 +758,7 @@ ac_serve(const struct ac_config *cfg, int listen_fd)
 		}
 		status = 0;
 	}
+	ac_retention_stop();
 	if (!stop_threads(threads, cfg->threads))
 		return status;	/* threads still hold their contexts: leave them to exit() */
 out:

@@ -16,6 +16,7 @@
 
 #include "../common/buf.h"
 #include "../common/config.h"
+#include "../common/log.h"
 #include "../common/provider.h"
 #include "../common/repo.h"
 #include "../common/valid.h"
@@ -49,6 +50,7 @@ struct ac_request {
 	const char *accept;
 	const char *idempotency_key;
 	const char *if_none_match;	/* conditional GETs (handlers.c) */
+	const char *remote_addr;	/* REMOTE_ADDR, NULL when absent */
 	struct ac_str body;
 };
 
@@ -81,6 +83,8 @@ struct ac_logline {
 	const char *model;	/* a string of the configuration */
 	int64_t prompt_tokens;
 	int64_t completion_tokens;
+	const char *route;	/* the route's template ("/chats/{chat_id}"), NULL: none matched */
+	char request_id[AC_REQUEST_ID_MAX + 1];	/* X-Request-Id (request.c) */
 };
 
 struct ac_park;
@@ -139,7 +143,8 @@ ac_log_user(struct ac_ctx *c, struct ac_str user_id)
 bool ac_after_response(struct ac_ctx *c, void (*fn)(struct ac_ctx *c, void *arg), void *arg);
 /* server.c: runs the request's after-response job, if any. */
 void ac_run_after(struct ac_ctx *c);
-/* server.c: the request's line in the log (method, path, status, duration since started, ...). */
+/* server.c: the request's line in the log (method, path, status, duration since started, ...), and
+ * its figures in the metrics. */
 void ac_log_request(struct ac_ctx *c, int64_t started);
 /*
  * server.c: runs fn(c, arg) on a thread of the pool, with that thread's context (its database
@@ -209,7 +214,11 @@ void ac_resp_message_missing(struct ac_ctx *c, int64_t message_id);
  * buffering); each event is flushed as it is written.  AC_EIO when the client has gone away.
  */
 void ac_resp_sse_begin(struct ac_ctx *c);
+/* An event; an event name of "" writes an unnamed one (only "data: ...", as OpenAI's streams). */
 enum ac_err ac_resp_sse_event(struct ac_ctx *c, const char *event, const char *data, size_t len);
+/* The head ac_resp_sse_begin would send, rendered into out instead (to be sent later, by the event
+ * loop: a stream whose head waits for the first piece of the reply). */
+void ac_resp_sse_head(struct ac_ctx *c, struct ac_buf *out);
 enum ac_err ac_resp_sse_comment(struct ac_ctx *c, const char *text);
 
 /* Sends what is pending, adding CORS headers; the request is complete after it. */
@@ -222,6 +231,9 @@ void ac_resp_resume(struct ac_ctx *c, bool committed, bool failed);
 
 /* Answers the request in c (parsed already). */
 void ac_route(struct ac_ctx *c);
+
+/* The routes' templates ("/chats/{chat_id}"), at most max of them into out; how many. */
+int ac_routes_names(const char **out, int max);
 
 /* Prints the routes, one "METHOD /path/{param}" a line (HEAD, answered wherever GET is, left out). */
 void ac_routes_print(FILE *f);

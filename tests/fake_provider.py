@@ -25,7 +25,8 @@ Faults are asked for by directives in the LAST user message, so concurrent tests
 A wrong key (anything but Bearer test-key, or FAKE_PROVIDER_KEY) is 401 whose message quotes the key
 masked, as OpenAI's does ("Incorrect API key provided: wro***-key."); a model whose id contains
 "unknown" is 404 model_not_found.  GET /_requests returns every request body received (JSON list);
-DELETE /_requests clears it (and every plan).  POST /_plan {"match": TEXT, "steps": [...]} scripts the
+GET /_request_ids the X-Request-Id header of each (null when absent), in the same order;
+DELETE /_requests clears them (and every plan).  POST /_plan {"match": TEXT, "steps": [...]} scripts the
 attempts whose last user message contains TEXT, one step each, in order: a step is {"fault": one of the
 faults above or null, "reply": TEXT, "delay": S, "chunk_delay": S (each optional)}; when the steps run out, the
 message's directives apply again.  --delay S delays every answer (the 1 s and 2 s provider tests).
@@ -43,6 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 KEY = os.environ.get("FAKE_PROVIDER_KEY", "test-key")
 LOCK = threading.Lock()
 REQUESTS = []
+REQUEST_IDS = []   # the X-Request-Id of each of REQUESTS
 ATTEMPTS = {}
 PLANS = []   # [match, [steps]]
 ARGS = None
@@ -74,6 +76,10 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        if self.path.endswith("/_request_ids"):
+            with LOCK:
+                self.send_json(200, REQUEST_IDS)
+            return
         if self.path.endswith("/_requests"):
             with LOCK:
                 self.send_json(200, REQUESTS)
@@ -86,6 +92,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self):
         with LOCK:
             REQUESTS.clear()
+            REQUEST_IDS.clear()
             ATTEMPTS.clear()
             PLANS.clear()
         self.send_json(200, {"ok": True})
@@ -105,6 +112,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         with LOCK:
             REQUESTS.append(req)
+            REQUEST_IDS.append(self.headers.get("X-Request-Id"))
         if not self.path.endswith("/chat/completions"):
             self.send_json(404, {"error": {"message": "no such path", "type": "invalid_request_error"}})
             return

@@ -133,7 +133,7 @@ def pct(xs, p):
 def latency(work, engine, url, target_ms):
     n = int(os.environ.get("BENCH_CHAT_N", "500"))
     provider = Provider(work, 0)
-    stack = Stack(work, "latency-" + engine, {"GROQ_API_KEY": "test-key",
+    stack = Stack(work, "latency-" + engine, {"GROQ_API_KEY": "test-key", "CHAT_RATE_PER_MINUTE": "0", "AUTO_TITLE": "0",
                                               "GROQ_BASE_URL": "http://127.0.0.1:%d/v1" % provider.port}, url)
     try:
         chats = [stack.new_chat("bench-latency") for _ in range(n + 50)]
@@ -185,6 +185,7 @@ def concurrency(work, engine, url):
     threads = os.environ.get("BENCH_THREADS", "64")
     provider = Provider(work, delay)
     stack = Stack(work, "concurrency-" + engine, {"GROQ_API_KEY": "test-key", "WORKER_PROCESSES": procs,
+                                                  "AUTO_TITLE": "0",
                                                   "WORKER_THREADS": threads, "PROVIDER_RETRIES": "0",
                                                   "GROQ_BASE_URL": "http://127.0.0.1:%d/v1" % provider.port}, url)
     try:

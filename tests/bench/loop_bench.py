@@ -377,7 +377,9 @@ def run(work, mode, n, stream, seconds, pieces, ramp):
         time.sleep(0.05)
     pport = int(open(pfile).read())
     env = {"GROQ_API_KEY": "test-key", "GROQ_BASE_URL": "http://127.0.0.1:%d/v1" % pport, "PROVIDER_RETRIES": "0",
-           "MODELS_FILE": os.path.join(TOP, "conf", "models.conf")}
+           "MODELS_FILE": os.path.join(TOP, "conf", "models.conf"),
+           "CHAT_RATE_PER_MINUTE": "0", "CHAT_CONCURRENCY_PER_USER": "0",   # one user sends them all
+           "AUTO_TITLE": "0"}
     if mode == "threads":
         procs = -(-int(n * 1.05 + 64) // 1024)
         env.update(EVENT_LOOP="0", WORKER_PROCESSES=str(procs), WORKER_THREADS="1024")

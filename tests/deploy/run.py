@@ -18,6 +18,7 @@ import http.client
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -50,7 +51,7 @@ SETTINGS = (
     "DB_BUSY_TIMEOUT_MS", "FCGI_SOCKET", "FCGI_SOCKET_MODE", "FCGI_SOCKET_GROUP", "GROQ_API_KEY",
     "GROQ_BASE_URL", "MODELS_FILE", "SYSTEM_PROMPT", "PROVIDER_CONNECT_TIMEOUT_MS", "PROVIDER_TIMEOUT_S",
     "PROVIDER_RETRIES", "PROVIDER_MAX_RESPONSE_BYTES", "SSE_HEARTBEAT_S", "LOG_LEVEL", "LOG_FILE",
-    "LOG_CONTENT", "AI_CHAT_CONFIG", "PREFIX", "DESTDIR", "FCGI_READ_TIMEOUT_S", "REASONING",
+    "LOG_CONTENT", "LOG_FORMAT", "TRUST_REQUEST_ID", "METRICS", "METRICS_ALLOW", "AI_CHAT_CONFIG", "PREFIX", "DESTDIR", "FCGI_READ_TIMEOUT_S", "REASONING",
 )
 
 TIMEOUT = 20
@@ -964,6 +965,10 @@ def install_destdir(scope):
     check("DATABASE_URL=sqlite:////var/lib/ai-chat-fcgi/ai_chat.db" in text.splitlines(),
           "the installed settings do not put the database in /var/lib/ai-chat-fcgi")
     check((dest / "var/lib/ai-chat-fcgi").is_dir(), "no /var/lib/ai-chat-fcgi")
+    # AUTH=token, the default, has the secret it needs: written once, random.
+    secrets = [l for l in text.splitlines() if l.startswith("JWT_SECRET=")]
+    check(len(secrets) == 1 and re.fullmatch(r"JWT_SECRET=[0-9a-f]{64}", secrets[0]),
+          f"the installed settings have no random JWT_SECRET: {secrets}")
     if via == "make install":
         # Built by make install for PREFIX, the binary reads the installed settings file by default.
         check(f"{prefix}/etc/ai-chat-fcgi/ai-chat.env".encode() in binary.read_bytes(),
@@ -972,6 +977,10 @@ def install_destdir(scope):
     c = subprocess.run([binary, "--check-config"], capture_output=True, text=True, cwd=scope.dir,
                        env=clean_env(AI_CHAT_CONFIG=settings, DATABASE_URL=f"sqlite:///{scope.dir}/c.db"))
     eq(c.returncode, 0, f"--check-config with the installed settings: {c.stdout}{c.stderr}")
+    env_token = {k: v for k, v in clean_env(AI_CHAT_CONFIG=settings, DATABASE_URL=f"sqlite:///{scope.dir}/c.db").items()
+                 if k != "AUTH"}
+    c = subprocess.run([binary, "--check-config"], capture_output=True, text=True, cwd=scope.dir, env=env_token)
+    eq(c.returncode, 0, f"--check-config in AUTH=token with the installed settings: {c.stdout}{c.stderr}")
 
     # The examples name the installed paths.
     for f in (dest / "usr/share/ai-chat-fcgi/examples").rglob("*"):
@@ -991,6 +1000,8 @@ def install_destdir(scope):
                        timeout=120)
     eq(r.returncode, 0, f"second install: {r.stdout}{r.stderr}")
     check("GROQ_API_KEY=mine" in settings.read_text(), "a second install replaced the settings file")
+    check([l for l in settings.read_text().splitlines() if l.startswith("JWT_SECRET=")] == secrets,
+          "a second install changed the JWT_SECRET")
 
     r = subprocess.run([str(a) for a in undo], cwd=cwd, capture_output=True, text=True, env=run_env,
                        timeout=60)

@@ -51,10 +51,19 @@ SETTINGS = (
     "NGINX_WORKERS", "ACCESS_LOG", "GROQ_API_KEY", "GROQ_BASE_URL", "MODELS_FILE", "SYSTEM_PROMPT",
     "PROVIDER_CONNECT_TIMEOUT_MS", "PROVIDER_TIMEOUT_S", "PROVIDER_RETRIES", "PROVIDER_MAX_RESPONSE_BYTES",
     "SSE_HEARTBEAT_S", "FCGI_READ_TIMEOUT_S", "REASONING", "EVENT_LOOP", "CLIENT_QUEUE_BYTES", "PAGE_CACHE_BYTES",
+    "LOG_FORMAT", "TRUST_REQUEST_ID", "METRICS", "METRICS_ALLOW",
     "AUTH", "JWT_SECRET", "ACCESS_TOKEN_EXPIRE_MINUTES", "REGISTRATION", "LOGIN_WINDOW_S",
     "LOGIN_MAX_FAILURES_PER_EMAIL", "LOGIN_MAX_FAILURES_PER_ADDR", "PASSWORD_HASH_CONCURRENCY",
-    "PASSWORD_HASH_MEMORY_KIB", "PASSWORD_HASH_PASSES", "AI_CHAT_CONFIG",
+    "PASSWORD_HASH_MEMORY_KIB", "PASSWORD_HASH_PASSES", "AI_CHAT_CONFIG", "JWT_PUBLIC_KEY_FILE", "JWT_ISSUER",
+    "JWT_AUDIENCE",
+    "CHAT_RATE_PER_MINUTE", "TOKENS_PER_DAY", "CHAT_CONCURRENCY_PER_USER", "AUTO_TITLE", "RETENTION_DAYS",
+    "RETENTION_INTERVAL_S",
 )
+
+# What a test stack runs with unless its test says otherwise: the per-user limits and the automatic
+# titles off (tests that send many messages as one user, or count the provider's calls, predate them;
+# tests/e2e/test_user_limits.py and test_auto_title.py turn them on).
+STACK_DEFAULTS = {"CHAT_RATE_PER_MINUTE": "0", "CHAT_CONCURRENCY_PER_USER": "0", "AUTO_TITLE": "0"}
 
 # The database engine of this run: E2E_DB=sqlite (the default) or postgres (a throwaway cluster made
 # with initdb for the run, a fresh database in it for every stack).
@@ -338,6 +347,7 @@ class Stack:
             database_url = cluster.create_database(self.pg_database)
         self.database_url = database_url or f"sqlite:///{self.db_path}"
         self.env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+        self.env.update(STACK_DEFAULTS)
         self.env.update({
             "DATABASE_URL": self.database_url,
             "RUN_DIR": str(self.run_dir),

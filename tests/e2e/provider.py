@@ -116,6 +116,14 @@ class FakeProvider:
         with urllib.request.urlopen(req, timeout=10) as resp:
             resp.read()
 
+    def request_ids_for(self, text):
+        """The X-Request-Id headers of the requests whose last message contains text (None: absent)."""
+        bodies = self.requests()
+        with urllib.request.urlopen(self.url + "/_request_ids", timeout=10) as resp:
+            ids = json.loads(resp.read())
+        return [i for r, i in zip(bodies, ids)
+                if r.get("messages") and text in r["messages"][-1].get("content", "")]
+
     def requests_for(self, text):
         """The requests whose last message contains text (a test's tag)."""
         return [r for r in self.requests() if r.get("messages") and text in r["messages"][-1].get("content", "")]

@@ -253,11 +253,21 @@ def delete_me_takes_the_account_and_its_chats():
            headers=bearer(token))
     expect_422(s, "DELETE", "/auth/me", [missing("body")], headers=bearer(token))
     assert db_chat(s, mine["chat_id"]) is not None
+    # its counters, as the per-user limits keep them (whatever this stack's limits are)
+    s.sql("INSERT INTO user_limits (user_id, rate_tat, token_day, tokens) VALUES (?, 1, 1, 1) "
+          "ON CONFLICT (user_id) DO NOTHING", (user["id"],))
+    s.sql("INSERT INTO generation_slots (user_id, until) VALUES (?, 1)", (user["id"],))
+    s.sql("INSERT INTO user_limits (user_id, rate_tat, token_day, tokens) VALUES (?, 1, 1, 1) "
+          "ON CONFLICT (user_id) DO NOTHING", (other["id"],))
     resp = s.request("DELETE", "/auth/me", json={"password": PASSWORD}, headers=bearer(token))
     assert resp.status == 204 and resp.body == b"", resp.describe()
     assert db_chat(s, mine["chat_id"]) is None and db_messages(s, mine["chat_id"]) == []
     assert s.sql("SELECT count(*) FROM users WHERE id = ?", (user["id"],))[0][0] == 0
     assert s.sql("SELECT count(*) FROM idempotency_keys WHERE user_id = ?", (user["id"],))[0][0] == 0
+    # and its counters (the per-user limits', in the same transaction)
+    for table in ("user_limits", "generation_slots"):
+        assert s.sql(f"SELECT count(*) FROM {table} WHERE user_id = ?", (user["id"],))[0][0] == 0, table
+    assert s.sql("SELECT count(*) FROM user_limits WHERE user_id = ?", (other["id"],))[0][0] == 1
     unauthorized(s, "GET", "/chats", "User not found", headers=bearer(token))
     expect(s, "POST", "/auth/login", 401, json={"email": email, "password": PASSWORD})
     # the other account is untouched

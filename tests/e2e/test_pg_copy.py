@@ -11,7 +11,7 @@ from harness import SETTINGS, WORKER, Stack, pg_cluster, postgres_only, test
 from provider import FakeProvider, model_env, send, tag
 
 TABLES = {"chats": "id", "messages": "id", "idempotency_keys": "user_id, key", "users": "id",
-          "login_attempts": "kind, key, at"}
+          "login_attempts": "kind, key, at", "user_limits": "user_id", "generation_slots": "id", "ops_leases": "name"}
 
 
 def db_copy(*args):
@@ -31,7 +31,10 @@ def everything(s):
                    "idempotency_keys": "CAST(user_id AS BLOB), CAST(key AS BLOB), chat_id, user_message_id, "
                                        "reply_message_id, locked_until, created_at",
                    "users": "id, email, password_hash, role, token_version, subject, created_at",
-                   "login_attempts": "kind, key, at"}[table]
+                   "login_attempts": "kind, key, at",
+                   "user_limits": "CAST(user_id AS BLOB), rate_tat, token_day, tokens",
+                   "generation_slots": "id, CAST(user_id AS BLOB), until",
+                   "ops_leases": "name, holder, until"}[table]
         out[table] = s.sql(f"SELECT {columns} FROM {table} ORDER BY {order}")
     return out
 
@@ -58,7 +61,8 @@ def copy_sqlite_to_postgres_and_back_keeps_everything():
     try:
         source = f"sqlite:///{keep / 'source.db'}"
         users = [new_user("copy"), "nul\u0000user \u00e9\U0001F600"]
-        with FakeProvider() as p, Stack(env=model_env(p), database_url=source, db_file=keep / "source.db") as s:
+        with FakeProvider() as p, Stack(env=model_env(p, CHAT_RATE_PER_MINUTE="100", TOKENS_PER_DAY="1000000"),
+                                        database_url=source, db_file=keep / "source.db") as s:
             for user in users:
                 for i in range(3):
                     chat = create_chat(s, user, f"title {i} \u0000 \u00fc")
@@ -72,11 +76,12 @@ def copy_sqlite_to_postgres_and_back_keeps_everything():
                   "'$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA', 'admin', 3, 1700000000000000)")
             s.sql("INSERT INTO login_attempts (kind, key, at) VALUES ('email', 'copy@example.com', 1700000000000001)")
             before, api_before = everything(s), {u: answers(s, [u]) for u in users}
-        assert [len(before[t]) for t in TABLES] == [6, 42, 6, 1, 1], {t: len(r) for t, r in before.items()}
+        assert [len(before[t]) for t in TABLES] == [6, 42, 6, 1, 1, 2, 0, 0], {t: len(r) for t, r in before.items()}
 
         status, out = db_copy(source, target)
         assert status == 0, out
-        assert "chats 6, messages 42, idempotency_keys 6, users 1, login_attempts 1" in out, out
+        assert ("chats 6, messages 42, idempotency_keys 6, users 1, login_attempts 1, user_limits 2, "
+                "generation_slots 0, ops_leases 0") in out, out
         with Stack(database_url=target) as s:
             # every table of the schema is one the copy knows (a migration's new table goes into
             # fcgi/cli_db.c's list)

@@ -54,7 +54,7 @@ SETTINGS = (
     "DB_BUSY_TIMEOUT_MS", "FCGI_SOCKET", "FCGI_SOCKET_MODE", "FCGI_SOCKET_GROUP", "RUN_DIR", "WORKER",
     "NGINX_WORKERS", "ACCESS_LOG", "GROQ_API_KEY", "GROQ_BASE_URL", "MODELS_FILE", "SYSTEM_PROMPT",
     "PROVIDER_CONNECT_TIMEOUT_MS", "PROVIDER_TIMEOUT_S", "PROVIDER_RETRIES", "PROVIDER_MAX_RESPONSE_BYTES",
-    "SSE_HEARTBEAT_S", "LOG_LEVEL", "LOG_FILE", "LOG_CONTENT", "AI_CHAT_CONFIG",
+    "SSE_HEARTBEAT_S", "LOG_LEVEL", "LOG_FILE", "LOG_CONTENT", "LOG_FORMAT", "TRUST_REQUEST_ID", "METRICS", "METRICS_ALLOW", "AI_CHAT_CONFIG",
 )
 
 # The mix: kind -> weight (a step of a client picks one; a kind that cannot run yet, e.g. delete with
@@ -446,7 +446,9 @@ def main():
         db = os.path.join(work, "soak.db")
         env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
         env.update(PORT=str(port), RUN_DIR=run_dir, DATABASE_URL="sqlite:///" + db, GROQ_API_KEY="test-key", AUTH="none",
-                   GROQ_BASE_URL="http://127.0.0.1:%d/v1" % provider_port)
+                   GROQ_BASE_URL="http://127.0.0.1:%d/v1" % provider_port,
+                   CHAT_RATE_PER_MINUTE="0", CHAT_CONCURRENCY_PER_USER="0",   # its users send faster than that
+                   AUTO_TITLE="0")   # it checks every chat's title against the one it gave
         stack_log = os.path.join(work, "stack.log")
         stack = subprocess.Popen([os.path.join(TOP, "conf", "stack.sh")], env=env, cwd=work,
                                  stdin=subprocess.DEVNULL, stdout=open(stack_log, "w"),

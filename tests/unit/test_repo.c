@@ -11,6 +11,7 @@
 #include "test.h"
 
 #include "../../common/db.h"
+#include "../../common/limits.h"
 #include "../../common/repo.h"
 
 static enum ac_db_kind engine;		/* the group running */
@@ -446,6 +447,111 @@ constraint_errors_are_mapped(void **state)
 	ac_db_close(db);
 }
 
+#define SEC 1000000LL
+
+/* The rate (GCRA): a burst of the rate from idle, then one send per minute / rate, Retry-After exact;
+ * a refused send does not count. */
+static void
+limits_rate_is_a_burst_then_steady(void **state)
+{
+	struct fixture *f = *state;
+	struct ac_limits_conf lc = { .rate_per_minute = 3 };
+	struct ac_str u = AC_STR("u1"), v = AC_STR("u2");
+	struct ac_limit l;
+	int64_t t0 = 1000000 * SEC;
+
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0 + i, t0 + 100 * SEC, &l), AC_OK);
+		assert_false(l.refused);
+		assert_int_equal(l.slot, 0);	/* no concurrency limit: no slot */
+	}
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0 + 5 * SEC, t0 + 100 * SEC, &l), AC_OK);
+		assert_true(l.refused);
+		assert_int_equal(l.retry_after, 15);	/* the first send's 20 s share, 5 s of it gone */
+		assert_non_null(strstr(l.detail, "at most 3 a minute"));
+	}
+	assert_int_equal(ac_limits_acquire(f->repo, &lc, v, t0 + 5 * SEC, t0 + 100 * SEC, &l), AC_OK);
+	assert_false(l.refused);
+	assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0 + 20 * SEC + 2, t0 + 100 * SEC, &l), AC_OK);
+	assert_false(l.refused);
+	assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0 + 21 * SEC, t0 + 100 * SEC, &l), AC_OK);
+	assert_true(l.refused);
+	assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0 + 120 * SEC, t0 + 200 * SEC, &l), AC_OK);
+	assert_false(l.refused);
+}
+
+/* Slots: taken up to the limit, given back, expired ones not counted; tokens per UTC day. */
+static void
+limits_slots_and_tokens(void **state)
+{
+	struct fixture *f = *state;
+	struct ac_limits_conf lc = { .concurrency = 2, .tokens_per_day = 100 };
+	struct ac_str u = AC_STR("u\0x");
+	struct ac_limit a, b, c;
+	int64_t day = 86400 * SEC, t0 = 20000 * day + 10 * SEC;
+
+	assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0, t0 + 10 * SEC, &a), AC_OK);
+	assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0, t0 + 60 * SEC, &b), AC_OK);
+	assert_true(a.slot > 0 && b.slot > 0 && a.slot != b.slot);
+	assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0, t0 + 60 * SEC, &c), AC_OK);
+	assert_true(c.refused);
+	assert_int_equal(c.retry_after, 1);
+	/* a's slot runs out (its process died): counted no more */
+	assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0 + 10 * SEC, t0 + 60 * SEC, &c), AC_OK);
+	assert_false(c.refused);
+	assert_int_equal(ac_limits_release(f->repo, u, b.slot, 60, t0 + 11 * SEC), AC_OK);
+	assert_int_equal(ac_limits_release(f->repo, u, c.slot, 40, t0 + 12 * SEC), AC_OK);
+	/* 100 tokens used today: refused until midnight UTC */
+	assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0 + 13 * SEC, t0 + 60 * SEC, &a), AC_OK);
+	assert_true(a.refused);
+	assert_int_equal(a.retry_after, 86400 - 23);
+	assert_non_null(strstr(a.detail, "TOKENS_PER_DAY"));
+	/* the next day */
+	assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0 + day, t0 + day + 60 * SEC, &a), AC_OK);
+	assert_false(a.refused);
+	assert_int_equal(ac_limits_release(f->repo, u, a.slot, 5, t0 + day), AC_OK);
+	assert_int_equal(ac_limits_acquire(f->repo, &lc, u, t0 + day, t0 + day + 60 * SEC, &a), AC_OK);
+	assert_false(a.refused);
+	assert_int_equal(ac_limits_release(f->repo, u, a.slot, 0, t0 + day), AC_OK);
+}
+
+/* AC_TXN_WRITE_LAZY commits, and leaves the connection's later commits waiting for the disk. */
+static void
+lazy_write_transaction(void **state)
+{
+	struct fixture *f = *state;
+	static const struct ac_sql ins = { "INSERT INTO ops_leases (name, holder, until) VALUES ('x', 'y', 1)", NULL };
+	static const struct ac_sql sync = { "PRAGMA synchronous", "SHOW synchronous_commit" };
+	struct ac_db *db = NULL;
+	struct ac_stmt *st;
+	bool row;
+
+	assert_int_equal(ac_db_open(&f->conf, &db), AC_OK);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(ac_db_begin(db, AC_TXN_WRITE_LAZY), AC_OK);
+		assert_int_equal(ac_db_stmt(db, 0, &ins, &st), AC_OK);
+		assert_int_equal(ac_db_step(st, &row), i == 0 ? AC_OK : AC_ECONFLICT);
+		ac_db_done(st);
+		if (i == 0)
+			assert_int_equal(ac_db_commit(db), AC_OK);
+		else
+			ac_db_rollback(db);
+		assert_int_equal(ac_db_begin(db, AC_TXN_READ), AC_OK);
+		assert_int_equal(ac_db_stmt(db, 1, &sync, &st), AC_OK);
+		assert_int_equal(ac_db_step(st, &row), AC_OK);
+		assert_true(row);
+		if (engine == AC_DB_SQLITE)
+			assert_int_equal(ac_db_col_int(st, 0), 2);	/* FULL */
+		else
+			assert_memory_equal(ac_db_col_str(st, 0).ptr, "on", 2);
+		ac_db_done(st);
+		ac_db_rollback(db);
+	}
+	ac_db_close(db);
+	assert_int_equal(query_int(f, &(struct ac_sql){ "SELECT count(*) FROM ops_leases", NULL }, NULL), 1);
+}
+
 #define BOTH(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int
@@ -461,6 +567,9 @@ main(void)
 		BOTH(ping_and_unreadable_database),
 		BOTH(pool_size_is_a_limit),
 		BOTH(constraint_errors_are_mapped),
+		BOTH(limits_rate_is_a_burst_then_steady),
+		BOTH(limits_slots_and_tokens),
+		BOTH(lazy_write_transaction),
 	};
 	int failed;
 

@@ -3,6 +3,7 @@
 
 #include "test.h"
 
+#include "../../common/title.h"
 #include "../../common/util.h"
 #include "../../fcgi/http.h"
 
@@ -201,6 +202,45 @@ content_type_json(void **state)
 	assert_false(ac_http_is_json("multipart/form-data; boundary=x"));
 }
 
+/* common/title.c: what a model answers, made a title. */
+static void
+title_is_cleaned_and_bounded(void **state)
+{
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+		{ "Kyoto Trip Planning Guide", "Kyoto Trip Planning Guide" },
+		{ "\"**Kyoto Trip Planning Guide.**\"", "Kyoto Trip Planning Guide" },
+		{ "Title: Budget   Travel\tTips", "Budget Travel Tips" },
+		{ "\n\n  ## Title:\n\"Rust Borrow Checker Basics\"\nmore text", "Rust Borrow Checker Basics" },
+		{ "one two three four five six seven eight", "one two three four five six" },
+		{ "\xe2\x80\x9c\xc3\x89t\xc3\xa9 \xc3\xa0 Paris\xe2\x80\x9d!", "\xc3\x89t\xc3\xa9 \xc3\xa0 Paris" },
+		{ "Supercalifragilisticexpialidocious antidisestablishmentarianism "
+		  "pneumonoultramicroscopicsilicovolcanoconiosis words", "Supercalifragilisticexpialidocious antidisestablishmentarianism" },
+		{ "\"...\"", "" },
+		{ "", "" },
+		{ "   \n\t ", "" },
+	};
+	char out[AC_TITLE_BYTES], big[600];
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		n = ac_title_clean(cases[i].in, strlen(cases[i].in), out);
+		assert_string_equal(out, cases[i].want);
+		assert_int_equal(n, strlen(cases[i].want));
+	}
+	/* one word longer than 80 characters: cut at 80 characters, never inside one */
+	for (size_t i = 0; i < 100; i++)
+		memcpy(big + 2 * i, "\xc3\xa9", 2);
+	n = ac_title_clean(big, 200, out);
+	assert_int_equal(n, 160);
+	/* bytes that are not UTF-8 stay within the buffer */
+	memset(big, 0x80, sizeof(big));
+	n = ac_title_clean(big, sizeof(big), out);
+	assert_true(n < AC_TITLE_BYTES);
+}
+
 int
 main(void)
 {
@@ -215,6 +255,7 @@ main(void)
 		cmocka_unit_test(query_last_value_wins),
 		cmocka_unit_test(query_too_many_params),
 		cmocka_unit_test(content_type_json),
+		cmocka_unit_test(title_is_cleaned_and_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
