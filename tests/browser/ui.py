@@ -486,8 +486,20 @@ def main():
             url = cluster.create_database()
             print(f"    on PostgreSQL ({url})", flush=True)
         stack = UiStack(provider, database_url=url).start()
-        browser = base.Browser()
-        browser.start(session_timeout=90)
+        # As tests/browser/run.py does: a first chromium on a busy machine may outlast a session's
+        # timeout; a second try with a new chromedriver.
+        for attempt in (1, 2):
+            browser = base.Browser()
+            try:
+                browser.start(session_timeout=45 * attempt)
+                break
+            except (Failure, WebDriverError, OSError) as e:
+                tail = browser.log_tail()
+                browser.stop()
+                browser = None
+                print(f"    the browser did not start ({e}); chromedriver said: {tail}", flush=True)
+                if attempt == 2:
+                    raise
         ctx = Ctx(stack.url, out, browser, provider)
         for t in TESTS:
             if args.only and t.__name__ not in args.only and t is not sign_up_and_log_in:
