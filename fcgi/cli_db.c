@@ -25,7 +25,8 @@ struct table {
 };
 
 static const struct table tables[] = {
-	{ "chats", "id, user_id, title, created_at, updated_at, message_count", "sssiii", NULL },
+	{ "chats", "id, user_id, title, created_at, updated_at, message_count, system_prompt, model, pinned, archived",
+	    "sssiiissii", NULL },
 	/* in id order a message's parent comes before it */
 	{ "messages", "id, chat_id, parent_id, role, content, created_at, model, prompt_tokens, completion_tokens, "
 	    "incomplete, active, state, locked_until", "isissisiiiiii", "SELECT setval(pg_get_serial_sequence('messages', 'id'), "

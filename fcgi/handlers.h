@@ -73,6 +73,18 @@ bool ac_authenticate(struct ac_ctx *c, bool admin);
 /* Answers 401 {"detail": detail} with WWW-Authenticate: Bearer. */
 void ac_resp_unauthorized(struct ac_ctx *c, const char *detail);
 
+/* handlers.c: whether a path's chat id can name a chat (else answered 404 without a lookup). */
+bool ac_chat_id_ok(struct ac_ctx *c, struct ac_str id);
+
+/* search.c, export.c, import.c */
+void ac_h_search(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_chat_export(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_export(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_import(struct ac_ctx *c, const struct ac_str *args);
+
+/* chat_routes.c: adds the 422 entry for a "model" that is no alias of the registry. */
+void ac_models_invalid(struct ac_verrs *v, const struct ac_models *ms);
+
 /*
  * send_limits.c: the per-user send limits.  ac_send_admit admits a send of user_id before it stores
  * anything (*slot: the generation slot it holds, 0 for none), or answers the 429 (or a 503) itself

@@ -40,6 +40,10 @@ static const struct route routes[] = {
 	{ "/chats/{chat_id}/messages/{message_id}/edit", { "chats", "{chat_id}", "messages", "{message_id}", "edit" }, { [AC_POST] = ac_h_message_edit } , USER },
 	{ "/chat", { "chat", NULL }, { [AC_POST] = ac_h_chat_send } , USER },
 	{ "/models", { "models", NULL }, { [AC_GET] = ac_h_models }, OPEN },
+	{ "/search", { "search", NULL }, { [AC_GET] = ac_h_search }, USER },
+	{ "/chats/{chat_id}/export", { "chats", "{chat_id}", "export", NULL }, { [AC_GET] = ac_h_chat_export }, USER },
+	{ "/export", { "export", NULL }, { [AC_GET] = ac_h_export }, USER },
+	{ "/import", { "import", NULL }, { [AC_POST] = ac_h_import }, USER },
 	{ "/openapi.json", { "openapi.json", NULL }, { [AC_GET] = ac_h_openapi }, OPEN },
 	/* The account routes answer by mode themselves (h_auth.c). */
 	{ "/auth/register", { "auth", "register", NULL }, { [AC_POST] = ac_h_auth_register }, OPEN },

@@ -25,7 +25,8 @@ def everything(s):
     """Every row of every table, as the API's own database access reads them."""
     out = {}
     for table, order in TABLES.items():
-        columns = {"chats": "id, CAST(user_id AS BLOB), CAST(title AS BLOB), created_at, updated_at, message_count",
+        columns = {"chats": "id, CAST(user_id AS BLOB), CAST(title AS BLOB), created_at, updated_at, message_count, "
+                            "CAST(system_prompt AS BLOB), model, pinned, archived",
                    "messages": "id, chat_id, parent_id, role, CAST(content AS BLOB), created_at, model, "
                                "prompt_tokens, completion_tokens, incomplete, active, state, locked_until",
                    "idempotency_keys": "CAST(user_id AS BLOB), CAST(key AS BLOB), chat_id, user_message_id, "
