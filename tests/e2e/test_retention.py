@@ -41,6 +41,14 @@ def old_chats_are_deleted_once_by_one_process_at_a_time():
             insert_messages(a, chat_id, [f"m{j}" for j in range(4)])
             (old if i % 2 == 0 else fresh).append(chat_id)
         now = now_micros()
+        day = now // DAY_US
+        # limit rows: one with nothing current (pruned), one with today's tokens, one mid-minute
+        a.sql("INSERT INTO user_limits (user_id, rate_tat, token_day, tokens) VALUES ('idle', ?, ?, 5)",
+              (now - DAY_US, day - 1))
+        a.sql("INSERT INTO user_limits (user_id, rate_tat, token_day, tokens) VALUES ('today', 0, ?, 5)", (day,))
+        a.sql("INSERT INTO user_limits (user_id, rate_tat, token_day, tokens) VALUES ('busy', ?, 0, 0)",
+              (now + 3600 * 1000000,))
+        a.sql("INSERT INTO generation_slots (user_id, until) VALUES ('dead', 1), ('alive', ?)", (now + DAY_US,))
         for chat_id in old:          # not updated for three days
             a.sql("UPDATE chats SET updated_at = ? WHERE id = ?", (now - 3 * DAY_US, chat_id))
         a.sql("UPDATE chats SET updated_at = ? WHERE id = ?", (now - 2 * DAY_US + 3600 * 1000000, fresh[0]))
@@ -48,6 +56,12 @@ def old_chats_are_deleted_once_by_one_process_at_a_time():
                  lambda: a.sql("SELECT count(*) FROM chats WHERE user_id = ?", (user,))[0][0] == len(fresh))
         left = {r[0] for r in a.sql("SELECT id FROM chats WHERE user_id = ?", (user,))}
         assert left == set(fresh), left
+        wait_for("the idle limit row pruned",
+                 lambda: a.sql("SELECT count(*) FROM user_limits WHERE user_id = 'idle'") == [(0,)])
+        assert sorted(r[0] for r in a.sql("SELECT user_id FROM user_limits WHERE user_id IN "
+                                          "('idle', 'today', 'busy')")) == ["busy", "today"]
+        assert [r[0] for r in a.sql("SELECT user_id FROM generation_slots WHERE user_id IN ('dead', 'alive')")] \
+            == ["alive"]
         for chat_id in old:
             expect(b, "GET", f"/chats/{chat_id}" + qs(user_id=user), 404)
             assert a.sql("SELECT count(*) FROM messages WHERE chat_id = ?", (chat_id,)) == [(0,)]
