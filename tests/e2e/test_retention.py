@@ -33,10 +33,12 @@ def wait_for(what, cond, timeout=15):
 def old_chats_are_deleted_once_by_one_process_at_a_time():
     with FakeProvider() as p, two_stacks(p, RETENTION_DAYS="2", RETENTION_INTERVAL_S="1") as (a, b):
         user = new_user("keep")
+        t = tag()
         old, fresh = [], []
         for i in range(6):
             chat_id = create_chat(a, user, f"chat {i}")["id"]
-            status, _, data = send(a, chat_id, user, f"hello {tag()}", headers={"Idempotency-Key": f"k{i}-{tag()}"})
+            status, _, data = send(a, chat_id, user, f"hello findme{t}x{i}",
+                                   headers={"Idempotency-Key": f"k{i}-{tag()}"})
             assert status == 200, data
             insert_messages(a, chat_id, [f"m{j}" for j in range(4)])
             (old if i % 2 == 0 else fresh).append(chat_id)
@@ -69,6 +71,10 @@ def old_chats_are_deleted_once_by_one_process_at_a_time():
         for chat_id in fresh:
             _, chat = expect(b, "GET", f"/chats/{chat_id}" + qs(user_id=user), 200)
             assert chat["message_count"] == 6, chat
+        # nothing of the deleted chats is left in the search index
+        for i in range(6):
+            _, found = expect(b, "GET", "/search" + qs(user_id=user, q=f"findme{t}x{i}"), 200)
+            assert bool(found["total"]) == (i % 2 == 1), (i, found)
         # each old chat deleted once, counted once (6 messages each)
         wait_for("the log lines", lambda: sum(int(c) for c, *_ in retention_lines(a, b)) == len(old))
         lines = retention_lines(a, b)
