@@ -543,6 +543,10 @@ load(struct ac_config *cfg, const char *dotenv, char *msg, size_t msg_size)
 	    msg_size)) != AC_OK)
 		return err;
 	cfg->max_body = (size_t)n;
+	if ((err = get_int("MAX_IMPORT_BYTES", dotenv, 50LL * 1048576, 1024, 1024LL * 1048576, &n, msg,
+	    msg_size)) != AC_OK)
+		return err;
+	cfg->max_import = (size_t)n;
 	if ((err = get_int("DB_BUSY_TIMEOUT_MS", dotenv, 5000, 0, 600000, &n, msg, msg_size)) != AC_OK)
 		return err;
 	cfg->busy_timeout_ms = (int)n;

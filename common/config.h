@@ -36,6 +36,7 @@ struct ac_config {
 	int processes;			/* WORKER_PROCESSES */
 	int threads;			/* WORKER_THREADS */
 	size_t max_body;		/* MAX_BODY_BYTES */
+	size_t max_import;		/* MAX_IMPORT_BYTES: the body of POST /import */
 	int busy_timeout_ms;		/* DB_BUSY_TIMEOUT_MS */
 	int cors_any;			/* CORS_ORIGINS is "*" */
 	int cors_count;

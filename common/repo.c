@@ -20,6 +20,7 @@ enum {
 	S_MSG_GET,
 	S_PING,
 	S_CHAT_VERSION,
+	S_CHAT_UPDATE,
 	S_COUNT
 };
 
@@ -40,9 +41,9 @@ static const struct ac_sql sql[S_COUNT] = {
 	[S_CHAT_INSERT] = { "INSERT INTO chats (id, user_id, title, created_at, updated_at) "
 	    "VALUES ($1, $2, $3, $4, $4) RETURNING " AC_CHAT_COLUMNS, NULL },
 	[S_CHAT_GET] = { "SELECT " AC_CHAT_COLUMNS " FROM chats WHERE id = $1 AND user_id = $2", NULL },
-	[S_CHAT_COUNT] = { "SELECT count(*) FROM chats WHERE user_id = $1", NULL },
-	[S_CHAT_LIST] = { "SELECT " AC_CHAT_COLUMNS " FROM chats WHERE user_id = $1 "
-	    "ORDER BY updated_at DESC, id DESC LIMIT $2 OFFSET $3", NULL },
+	[S_CHAT_COUNT] = { "SELECT count(*) FROM chats WHERE user_id = $1 AND ($2 < 0 OR archived = $2)", NULL },
+	[S_CHAT_LIST] = { "SELECT " AC_CHAT_COLUMNS " FROM chats WHERE user_id = $1 AND ($4 < 0 OR archived = $4) "
+	    "ORDER BY pinned DESC, updated_at DESC, id DESC LIMIT $2 OFFSET $3", NULL },
 	[S_CHAT_RENAME] = { "UPDATE chats SET title = $3, updated_at = max($4, updated_at + 1) "
 	    "WHERE id = $1 AND user_id = $2 RETURNING " AC_CHAT_COLUMNS,
 	    "UPDATE chats SET title = $3, updated_at = greatest($4, updated_at + 1) "
@@ -80,6 +81,17 @@ static const struct ac_sql sql[S_COUNT] = {
 	/* A read that reaches the database's tables, not only the connection. */
 	[S_PING] = { "SELECT count(*) FROM (SELECT 1 FROM chats LIMIT 1) t", NULL },
 	[S_CHAT_VERSION] = { "SELECT updated_at FROM chats WHERE id = $1 AND user_id = $2", NULL },
+	/* Each setting: $n = 1 sets it to $n+1 (NULL included); a boolean NULL leaves it. */
+	[S_CHAT_UPDATE] = { "UPDATE chats SET title = CASE WHEN $3 = 1 THEN $4 ELSE title END, "
+	    "system_prompt = CASE WHEN $5 = 1 THEN $6 ELSE system_prompt END, "
+	    "model = CASE WHEN $7 = 1 THEN $8 ELSE model END, pinned = coalesce($9, pinned), "
+	    "archived = coalesce($10, archived), updated_at = max($11, updated_at + 1) "
+	    "WHERE id = $1 AND user_id = $2 RETURNING " AC_CHAT_COLUMNS,
+	    "UPDATE chats SET title = CASE WHEN $3 = 1 THEN $4 ELSE title END, "
+	    "system_prompt = CASE WHEN $5 = 1 THEN $6 ELSE system_prompt END, "
+	    "model = CASE WHEN $7 = 1 THEN $8 ELSE model END, pinned = coalesce($9, pinned), "
+	    "archived = coalesce($10, archived), updated_at = greatest($11, updated_at + 1) "
+	    "WHERE id = $1 AND user_id = $2 RETURNING " AC_CHAT_COLUMNS },
 };
 
 static enum ac_err
@@ -193,6 +205,10 @@ ac_repo_each_chat(struct ac_stmt *s, ac_chat_fn fn, void *arg)
 		c.created_at = ac_db_col_int(s, 3);
 		c.updated_at = ac_db_col_int(s, 4);
 		c.message_count = ac_db_col_int(s, 5);
+		c.system_prompt = ac_db_col_str(s, 6);
+		c.model = ac_db_col_str(s, 7);
+		c.pinned = ac_db_col_int(s, 8) != 0;
+		c.archived = ac_db_col_int(s, 9) != 0;
 		ferr = fn != NULL ? fn(arg, &c) : AC_OK;
 		if (ferr != AC_OK)
 			break;
@@ -345,8 +361,9 @@ ac_repo_chat_get(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id
 	return ac_repo_each_chat(s, fn, arg);
 }
 
-enum ac_err
-ac_repo_chat_list(struct ac_repo *r, struct ac_str user_id, int64_t limit, int64_t offset,
+/* archived: 0 or 1 for those chats, -1 for all. */
+static enum ac_err
+chat_list(struct ac_repo *r, struct ac_str user_id, int archived, int64_t limit, int64_t offset,
     int64_t *total, ac_chat_fn fn, void *arg)
 {
 	struct ac_stmt *s;
@@ -359,6 +376,7 @@ ac_repo_chat_list(struct ac_repo *r, struct ac_str user_id, int64_t limit, int64
 	if ((err = stmt(r, S_CHAT_COUNT, &s)) != AC_OK)
 		goto out;
 	ac_db_bind_str(s, 1, user_id);
+	ac_db_bind_int(s, 2, archived);
 	if ((err = ac_repo_one_int(s, total)) != AC_OK)
 		goto out;
 	if ((err = stmt(r, S_CHAT_LIST, &s)) != AC_OK)
@@ -366,11 +384,26 @@ ac_repo_chat_list(struct ac_repo *r, struct ac_str user_id, int64_t limit, int64
 	ac_db_bind_str(s, 1, user_id);
 	ac_db_bind_int(s, 2, limit);
 	ac_db_bind_int(s, 3, offset);
+	ac_db_bind_int(s, 4, archived);
 	err = ac_repo_each_chat(s, fn, arg);
 	if (err == AC_ENOTFOUND)
 		err = AC_OK;
 out:
 	return ac_repo_end(r, err);
+}
+
+enum ac_err
+ac_repo_chat_list(struct ac_repo *r, struct ac_str user_id, int64_t limit, int64_t offset,
+    int64_t *total, ac_chat_fn fn, void *arg)
+{
+	return chat_list(r, user_id, -1, limit, offset, total, fn, arg);
+}
+
+enum ac_err
+ac_repo_chat_list_archived(struct ac_repo *r, struct ac_str user_id, bool archived, int64_t limit,
+    int64_t offset, int64_t *total, ac_chat_fn fn, void *arg)
+{
+	return chat_list(r, user_id, archived, limit, offset, total, fn, arg);
 }
 
 enum ac_err
@@ -388,6 +421,50 @@ ac_repo_chat_rename(struct ac_repo *r, struct ac_str chat_id, struct ac_str user
 	ac_db_bind_str(s, 2, user_id);
 	ac_db_bind_str(s, 3, title);
 	ac_db_bind_int(s, 4, ac_now_us());
+	err = ac_repo_each_chat(s, fn, arg);
+out:
+	return ac_repo_end(r, err);
+}
+
+/* Binds $n (whether to set) and $n+1 (the value) of a text setting. */
+static void
+bind_setting(struct ac_stmt *s, int n, bool set, struct ac_str v)
+{
+	ac_db_bind_int(s, n, set);
+	if (set)
+		ac_db_bind_str(s, n + 1, v);
+	else
+		ac_db_bind_null(s, n + 1);
+}
+
+static void
+bind_flag(struct ac_stmt *s, int n, bool set, bool v)
+{
+	if (set)
+		ac_db_bind_int(s, n, v);
+	else
+		ac_db_bind_null(s, n);
+}
+
+enum ac_err
+ac_repo_chat_update(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    const struct ac_chat_update *u, ac_chat_fn fn, void *arg)
+{
+	struct ac_stmt *s;
+	enum ac_err err;
+
+	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
+		return err;
+	if ((err = stmt(r, S_CHAT_UPDATE, &s)) != AC_OK)
+		goto out;
+	ac_db_bind_str(s, 1, chat_id);
+	ac_db_bind_str(s, 2, user_id);
+	bind_setting(s, 3, u->set_title, u->title);
+	bind_setting(s, 5, u->set_system_prompt, u->system_prompt);
+	bind_setting(s, 7, u->set_model, u->model);
+	bind_flag(s, 9, u->set_pinned, u->pinned);
+	bind_flag(s, 10, u->set_archived, u->archived);
+	ac_db_bind_int(s, 11, ac_now_us());
 	err = ac_repo_each_chat(s, fn, arg);
 out:
 	return ac_repo_end(r, err);

@@ -27,6 +27,20 @@ struct ac_chat {
 	int64_t created_at;	/* microseconds since the epoch, UTC */
 	int64_t updated_at;
 	int64_t message_count;
+	struct ac_str system_prompt;	/* ptr NULL: the default (SYSTEM_PROMPT) */
+	struct ac_str model;		/* a registry alias; ptr NULL: the registry's default */
+	bool pinned;
+	bool archived;
+};
+
+/* PATCH /chats/{id}: the settings to change (set_* false: left as they are); a ptr NULL is null. */
+struct ac_chat_update {
+	bool set_title, set_system_prompt, set_model, set_pinned, set_archived;
+	struct ac_str title;
+	struct ac_str system_prompt;
+	struct ac_str model;
+	bool pinned;
+	bool archived;
 };
 
 enum ac_role {
@@ -85,12 +99,18 @@ enum ac_err ac_repo_chat_get(struct ac_repo *r, struct ac_str chat_id, struct ac
  */
 enum ac_err ac_repo_chat_version(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
     int64_t *version);
-/* The user's chats, newest updated_at first; *total counts them all. */
+/* The user's chats: pinned first, then newest updated_at first; *total counts them all. */
 enum ac_err ac_repo_chat_list(struct ac_repo *r, struct ac_str user_id, int64_t limit, int64_t offset,
     int64_t *total, ac_chat_fn fn, void *arg);
+/* The same, of the user's archived chats (archived true) or the others. */
+enum ac_err ac_repo_chat_list_archived(struct ac_repo *r, struct ac_str user_id, bool archived, int64_t limit,
+    int64_t offset, int64_t *total, ac_chat_fn fn, void *arg);
 /* Sets the title and moves updated_at forward. */
 enum ac_err ac_repo_chat_rename(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
     struct ac_str title, ac_chat_fn fn, void *arg);
+/* Changes what u says (title, settings) and moves updated_at forward. */
+enum ac_err ac_repo_chat_update(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
+    const struct ac_chat_update *u, ac_chat_fn fn, void *arg);
 /* Deletes the chat and its messages. */
 enum ac_err ac_repo_chat_delete(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id);
 
@@ -100,6 +120,67 @@ enum ac_err ac_repo_chat_delete(struct ac_repo *r, struct ac_str chat_id, struct
  */
 enum ac_err ac_repo_message_list(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id,
     const struct ac_page *page, bool *more, ac_message_fn fn, void *arg);
+
+/* ---- search (repo_search.c) ---- */
+
+struct ac_search_hit {
+	struct ac_str chat_id;
+	struct ac_str chat_title;	/* ptr NULL: untitled */
+	int64_t message_id;		/* 0: the chat's title matched */
+	bool has_role;			/* false for a title */
+	enum ac_role role;
+	struct ac_str snippet;		/* plain text, matched words between \x02 and \x03 */
+	int64_t created_at;		/* the message's, or the chat's for a title */
+};
+
+typedef enum ac_err (*ac_search_fn)(void *arg, const struct ac_search_hit *hit);
+
+/*
+ * The user's chat titles and shown messages (every branch) that match q, best first: its words
+ * outside quotes each as a prefix, a quoted part as a phrase, all of them.  *total counts every hit.
+ * Text with no word finds nothing.
+ */
+enum ac_err ac_repo_search(struct ac_repo *r, struct ac_str user_id, struct ac_str q, int64_t limit,
+    int64_t offset, int64_t *total, ac_search_fn fn, void *arg);
+
+/* ---- export and import (repo_export.c) ---- */
+
+/* A message as exported and imported: every branch, with the active path marked. */
+struct ac_export_message {
+	int64_t id;
+	int64_t parent_id;	/* the nearest shown message above it; 0: a first message */
+	enum ac_role role;
+	struct ac_str content;
+	struct ac_str model;	/* a reply's provider model id (ptr NULL: none) */
+	int64_t created_at;
+	bool incomplete;
+	bool active;
+};
+
+typedef enum ac_err (*ac_export_fn)(void *arg, const struct ac_export_message *m);
+
+/* The user's next chat (archived ones too) in (created_at, id) order after the cursor (after_id ptr
+ * NULL and after_created INT64_MIN: the first); AC_ENOTFOUND past the last. */
+enum ac_err ac_repo_export_next_chat(struct ac_repo *r, struct ac_str user_id, int64_t after_created,
+    struct ac_str after_id, ac_chat_fn fn, void *arg);
+/* Up to limit of the chat's shown messages with ids above after_id, in id order (active_only: of the
+ * active path); *rows counts them.  The chat's ownership is the caller's to check. */
+enum ac_err ac_repo_export_messages(struct ac_repo *r, struct ac_str chat_id, int64_t after_id, int64_t limit,
+    bool active_only, int64_t *rows, ac_export_fn fn, void *arg);
+
+/*
+ * An import is one transaction: ac_repo_import_begin, then for each chat ac_repo_import_chat (a new
+ * id; the title, times and settings of chat), its messages in an order where parents come first
+ * (parent_id the new id of an imported one), ac_repo_import_chat_done (its message_count); then
+ * ac_repo_import_end(r, err), which commits on AC_OK and rolls back otherwise.
+ */
+enum ac_err ac_repo_import_begin(struct ac_repo *r);
+enum ac_err ac_repo_import_chat(struct ac_repo *r, struct ac_str user_id, const struct ac_chat *chat,
+    char id[37]);
+enum ac_err ac_repo_import_message(struct ac_repo *r, struct ac_str chat_id, const struct ac_export_message *m,
+    int64_t *id);
+enum ac_err ac_repo_import_chat_done(struct ac_repo *r, struct ac_str chat_id);
+enum ac_err ac_repo_import_end(struct ac_repo *r, enum ac_err err);
 
 /* ---- sending a message to the model ---- */
 

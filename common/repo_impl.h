@@ -24,6 +24,9 @@ enum {
 	AC_SQL_LIMITS = 128,
 	AC_SQL_KEEP = 160,
 	AC_SQL_OPS = 192,
+	AC_SQL_SEARCH = 224,	/* repo_search.c (room for 16) */
+	AC_SQL_EXPORT = 240,	/* repo_export.c (room for 16) */
+	AC_SQL_KEYS = 256,	/* repo_keys.c */
 };
 
 /* Statement base + i of table (an array of struct ac_sql), ready to bind. */
@@ -100,6 +103,7 @@ enum ac_err ac_repo_set_row_active(struct ac_repo *r, int64_t id, bool active);
 enum ac_err ac_repo_has_children(struct ac_repo *r, struct ac_str chat_id, int64_t id, bool *out);
 /* Counts the active path's shown messages into message_count, and moves updated_at. */
 enum ac_err ac_repo_recount(struct ac_repo *r, struct ac_str chat_id, int64_t now);
-#define AC_CHAT_COLUMNS "id, user_id, title, created_at, updated_at, message_count"
+#define AC_CHAT_COLUMNS "id, user_id, title, created_at, updated_at, message_count, system_prompt, model, pinned, " \
+	"archived"
 
 #endif

@@ -79,6 +79,65 @@ ac_time_format(int64_t t, char out[AC_TIME_LEN + 1])
 	put_digits(out + 20, (unsigned)us, 6);
 }
 
+/* A civil date to days since 1970-01-01 (the inverse of civil_from_days). */
+static int64_t
+days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+static bool
+digits(const char *s, size_t n, unsigned *out)
+{
+	unsigned v = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (unsigned)(s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+enum ac_err
+ac_time_parse(const char *s, size_t len, int64_t *out)
+{
+	static const unsigned mdays[] = { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	unsigned y, mo, d, h, mi, sec, us = 0;
+	size_t i = 19;
+
+	if (s == NULL || len < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+	    !digits(s, 4, &y) || !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) || !digits(s + 11, 2, &h) ||
+	    !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &sec))
+		return AC_EINVAL;
+	if (s[i] == '.') {
+		size_t n = 0;
+
+		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, n++) {
+			if (n == 6)
+				return AC_EINVAL;
+			us = us * 10 + (unsigned)(s[i] - '0');
+		}
+		if (n == 0)
+			return AC_EINVAL;
+		for (; n < 6; n++)
+			us *= 10;
+	}
+	if (i + 1 != len || s[i] != 'Z' || y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+	    (mo == 2 && d == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))) || h > 23 || mi > 59 || sec > 59)
+		return AC_EINVAL;
+	*out = ((days_from_civil(y, mo, d) * 86400) + h * 3600 + mi * 60 + sec) * 1000000 + us;
+	return AC_OK;
+}
+
 enum ac_err
 ac_uuid4(char out[AC_UUID_LEN + 1])
 {

@@ -20,6 +20,8 @@ int64_t ac_mono_us(void);
 
 /* Writes t as ISO 8601 UTC with microseconds and a Z; out gets AC_TIME_LEN bytes and a NUL. */
 void ac_time_format(int64_t t, char out[AC_TIME_LEN + 1]);
+/* The inverse: "YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z" (years 1970..9999) to microseconds; AC_EINVAL otherwise. */
+enum ac_err ac_time_parse(const char *s, size_t len, int64_t *out);
 
 /* A random (version 4) UUID in lower case; out gets AC_UUID_LEN bytes and a NUL. */
 enum ac_err ac_uuid4(char out[AC_UUID_LEN + 1]);

@@ -94,6 +94,17 @@ do_install() {
         say "warning: conf/docs/node_modules is missing (make docs): /docs and /redoc will not load"
     fi
 
+    ui=$top/conf/ui
+    for f in index.html app.js app.css; do
+        put "$ui/$f" "$share/ui/$f" 0644
+    done
+    if [ -f "$ui/node_modules/marked/lib/marked.umd.js" ] && [ -f "$ui/node_modules/dompurify/dist/purify.min.js" ]; then
+        put "$ui/node_modules/marked/lib/marked.umd.js" "$share/ui/vendor/marked.umd.js" 0644
+        put "$ui/node_modules/dompurify/dist/purify.min.js" "$share/ui/vendor/purify.min.js" 0644
+    else
+        say "warning: conf/ui/node_modules is missing (make docs): /ui/ shows replies as plain text"
+    fi
+
     for f in lighttpd-fastcgi.conf lighttpd-cgi.conf apache-proxy-fcgi.conf apache-fcgid.conf \
         apache-cgi.conf nginx-site.conf nginx-auth-basic.conf nginx-auth-request.conf ai-chat.env.example; do
         [ -f "$top/conf/$f" ] && put_rewritten "$top/conf/$f" "$share/examples/$f" 0644
@@ -155,7 +166,7 @@ do_uninstall() {
     fi
     # Directories left empty (never the settings' or the database's).
     for d in "$share/docs/assets/swagger-ui" "$share/docs/assets/redoc" "$share/docs/assets" \
-        "$share/docs" "$share/sql/sqlite" "$share/sql/postgres" "$share/sql" "$share/examples/systemd" "$share/examples" "$share"; do
+        "$share/docs" "$share/ui/vendor" "$share/ui" "$share/sql/sqlite" "$share/sql/postgres" "$share/sql" "$share/examples/systemd" "$share/examples" "$share"; do
         [ -d "$DESTDIR$d" ] && rmdir "$DESTDIR$d" 2>/dev/null || true
     done
     say "removed ai-chat-fcgi from ${DESTDIR:-/} (kept $settings and $STATEDIR)"

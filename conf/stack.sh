@@ -26,6 +26,7 @@ if [ "$("$app" --config-value AUTH)" = token ] && [ "$("$app" --config-value JWT
     export JWT_SECRET
 fi
 max_body=$("$app" --config-value MAX_BODY_BYTES)
+max_import=$("$app" --config-value MAX_IMPORT_BYTES)
 
 mkdir -p "$run_dir"
 run_dir=$(cd "$run_dir" && pwd)
@@ -49,6 +50,18 @@ else
 fi
 chmod -R a+rX "$docs_dir"
 
+# The chat page (/ui/) and the two packages it loads (conf/ui/node_modules, make docs).
+ui_src=$top/conf/ui
+ui_dir=$sock_dir/ui
+mkdir -p "$ui_dir/vendor"
+cp "$ui_src"/index.html "$ui_src"/app.js "$ui_src"/app.css "$ui_dir/"
+if [ -f "$ui_src/node_modules/marked/lib/marked.umd.js" ] && [ -f "$ui_src/node_modules/dompurify/dist/purify.min.js" ]; then
+    cp "$ui_src/node_modules/marked/lib/marked.umd.js" "$ui_src/node_modules/dompurify/dist/purify.min.js" "$ui_dir/vendor/"
+else
+    echo "stack: conf/ui/node_modules is missing (make docs): /ui/ shows messages as plain text" >&2
+fi
+chmod -R a+rX "$ui_dir"
+
 user_line=""
 if [ "$(id -u)" = 0 ]; then
     user_line="user www-data www-data;"
@@ -56,7 +69,8 @@ if [ "$(id -u)" = 0 ]; then
 fi
 
 sed -e "s|@PORT@|$port|g" -e "s|@SOCKET@|$socket|g" -e "s|@RUN_DIR@|$run_dir|g" \
-    -e "s|@TMP_DIR@|$sock_dir|g" -e "s|@DOCS_DIR@|$docs_dir|g" -e "s|@MAX_BODY@|$((max_body + 65536))|g" -e "s|@MAX_BODY_BYTES@|$max_body|g" \
+    -e "s|@TMP_DIR@|$sock_dir|g" -e "s|@DOCS_DIR@|$docs_dir|g" -e "s|@UI_DIR@|$ui_dir|g" -e "s|@MAX_BODY@|$((max_body + 65536))|g" -e "s|@MAX_BODY_BYTES@|$max_body|g" \
+    -e "s|@MAX_IMPORT_BYTES@|$max_import|g" \
     -e "s|@USER_LINE@|$user_line|g" -e "s|@WORKERS@|${NGINX_WORKERS:-auto}|g" \
     -e "s|@ACCESS_LOG@|${ACCESS_LOG:-$run_dir/access.log}|g" \
     "$top/nginx.conf.example" > "$run_dir/nginx.conf"

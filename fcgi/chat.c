@@ -47,20 +47,22 @@ ac_send_estimate_tokens(size_t bytes)
 
 /* The tokens of history a model's context holds: its window less the reply's share and the prompt. */
 int64_t
-ac_send_history_budget(const struct ac_ctx *c, const struct ac_model *m)
+ac_send_history_budget(const struct send *s)
 {
-	return m->context_window - m->max_completion_tokens - ac_send_estimate_tokens(strlen(c->cfg->system_prompt));
+	const struct ac_model *m = s->model;
+
+	return m->context_window - m->max_completion_tokens - ac_send_estimate_tokens(s->prompt.len);
 }
 
 /* 413 for a message that alone does not fit. */
 void
-ac_send_too_long(struct ac_ctx *c, const struct ac_model *m, int64_t tokens)
+ac_send_too_long(struct send *s, int64_t tokens)
 {
 	char detail[256];
 
 	snprintf(detail, sizeof(detail), "Message too long for model '%s': about %lld tokens, and at most "
-	    "%lld fit its context", m->alias, (long long)tokens, (long long)ac_send_history_budget(c, m));
-	ac_resp_error(c, 413, detail);
+	    "%lld fit its context", s->model->alias, (long long)tokens, (long long)ac_send_history_budget(s));
+	ac_resp_error(s->c, 413, detail);
 }
 
 /* The context's buffers, once the provider's request is built from them. */
@@ -86,6 +88,7 @@ ac_send_free(struct send *s)
 	ac_llm_result_free(&s->res);
 	ac_provider_free(s->call);
 	free(s->owned);
+	free(s->prompt_owned);
 	free(s);
 }
 
@@ -176,8 +179,7 @@ context(struct send *s, size_t *n)
 	if (msgs == NULL)
 		return NULL;
 	msgs[0].role = AC_LLM_SYSTEM;
-	msgs[0].content.ptr = s->c->cfg->system_prompt;
-	msgs[0].content.len = strlen(s->c->cfg->system_prompt);
+	msgs[0].content = s->prompt;
 	for (size_t i = 0; i < s->count; i++) {
 		size_t k = s->count - 1 - i;
 
@@ -492,7 +494,7 @@ finish(struct send *s)
 	    res->completion_tokens);
 	if (s->stream && ac_buf_err(b) == AC_OK)
 		(void)ac_resp_sse_event(c, "done", b->data, b->len);
-	if (s->titles && s->state.state == AC_SEND_NEW)
+	if (s->titles && (s->state.state == AC_SEND_NEW || s->state.state == AC_SEND_RETRY))
 		ac_auto_title(c, s->chat_id, s->user_id);
 }
 
@@ -566,11 +568,11 @@ answer(struct send *s)
 	bool called;
 	enum ac_err err;
 
-	s->budget = ac_send_history_budget(c, s->model);
+	s->budget = ac_send_history_budget(s);
 	err = ac_repo_history(c->repo, s->chat_id, s->state.user_message_id, take_message, s);
 	if (s->too_large) {
 		settle_failed(s);
-		ac_send_too_long(c, s->model, s->too_large_tokens);
+		ac_send_too_long(s, s->too_large_tokens);
 		return;
 	}
 	if (err != AC_OK) {
@@ -648,6 +650,8 @@ ac_send_new(struct ac_ctx *c)
 		return NULL;
 	}
 	s->c = c;
+	s->prompt.ptr = c->cfg->system_prompt;
+	s->prompt.len = strlen(c->cfg->system_prompt);
 	ac_buf_init(&s->text, c->cfg->max_body * 2 + 16 * 1048576);
 	/* An event holds at most the whole reply, JSON-escaped (at most 6 bytes a byte). */
 	ac_buf_init(&s->event, 6 * c->cfg->provider_max_response + 4096);

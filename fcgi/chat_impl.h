@@ -21,6 +21,9 @@
 struct send {
 	struct ac_ctx *c;
 	const struct ac_model *model;
+	bool model_named;		/* the request named the model (else the chat's, or the default) */
+	struct ac_str prompt;		/* the system prompt: the chat's, or SYSTEM_PROMPT */
+	char *prompt_owned;		/* the chat's, copied */
 	struct ac_str chat_id;
 	struct ac_str user_id;
 	struct ac_str idem_key;		/* ptr NULL: none */
@@ -67,7 +70,7 @@ void ac_send_proceed(struct send *s, struct ac_verrs *v);
 /* A conservative estimate of a text's tokens; the tokens of history a model's context holds; and the
  * 413 for a message that alone does not fit. */
 int64_t ac_send_estimate_tokens(size_t bytes);
-int64_t ac_send_history_budget(const struct ac_ctx *c, const struct ac_model *m);
-void ac_send_too_long(struct ac_ctx *c, const struct ac_model *m, int64_t tokens);
+int64_t ac_send_history_budget(const struct send *s);
+void ac_send_too_long(struct send *s, int64_t tokens);
 
 #endif

@@ -20,6 +20,68 @@ static const struct ac_strspec chat_id_spec = { "chat_id", true, false, 1, 64 };
 static const struct ac_strspec chat_id_optional_spec = { "chat_id", false, true, 1, 64 };
 static const struct ac_strspec message_spec = { "message", true, false, 1, SIZE_MAX };
 
+void
+ac_models_invalid(struct ac_verrs *v, const struct ac_models *ms)
+{
+	char msg[512];
+	size_t k = 0;
+
+	k += (size_t)snprintf(msg, sizeof(msg), "value is not a valid enumeration member; permitted: ");
+	for (int i = 0; i < ms->count && k < sizeof(msg); i++)
+		k += (size_t)snprintf(msg + k, sizeof(msg) - k, "%s'%s'", i > 0 ? ", " : "", ms->m[i].alias);
+	ac_verrs_add(v, "body", "model", msg, "type_error.enum", false, 0);
+}
+
+static enum ac_err
+settings_out(void *arg, const struct ac_chat *chat)
+{
+	struct send *s = arg;
+
+	if (chat->system_prompt.ptr != NULL) {
+		s->prompt_owned = malloc(chat->system_prompt.len + 1);
+		if (s->prompt_owned == NULL)
+			return AC_ENOMEM;
+		memcpy(s->prompt_owned, chat->system_prompt.ptr, chat->system_prompt.len);
+		s->prompt_owned[chat->system_prompt.len] = '\0';
+		s->prompt.ptr = s->prompt_owned;
+		s->prompt.len = chat->system_prompt.len;
+	}
+	if (!s->model_named && chat->model.ptr != NULL) {
+		const struct ac_model *m = ac_models_find(&s->c->cfg->models, chat->model.ptr, chat->model.len);
+
+		if (m != NULL)	/* an alias since taken out of the registry: the default */
+			s->model = m;
+	}
+	return AC_OK;
+}
+
+/*
+ * The chat's settings (PATCH /chats/{id}): its system prompt, and its model for a send that names
+ * none.  false when answered (404: not the user's chat; 503).
+ */
+static bool
+chat_settings(struct send *s)
+{
+	enum ac_err err;
+
+	err = ac_repo_chat_get(s->c->repo, s->chat_id, s->user_id, settings_out, s);
+	if (err != AC_OK) {
+		ac_resp_repo_error(s->c, err, s->chat_id);
+		return false;
+	}
+	return true;
+}
+
+/* A path's chat id that is no UUID names no chat: 404 without a lookup. */
+static bool
+chat_id_uuid(struct send *s)
+{
+	if (ac_uuid_valid(s->chat_id.ptr, s->chat_id.len))
+		return true;
+	ac_resp_repo_error(s->c, AC_ENOTFOUND, s->chat_id);
+	return false;
+}
+
 static bool
 wants_stream(struct ac_ctx *c)
 {
@@ -48,16 +110,9 @@ model_and_stream(struct send *s, struct ac_verrs *v, struct json_object *body)
 		} else {
 			alias = ac_json_get_str(m);
 			s->model = ac_models_find(ms, alias.ptr, alias.len);
-			if (s->model == NULL) {
-				char msg[512];
-				size_t k = 0;
-
-				k += (size_t)snprintf(msg, sizeof(msg), "value is not a valid enumeration member; permitted: ");
-				for (int i = 0; i < ms->count && k < sizeof(msg); i++)
-					k += (size_t)snprintf(msg + k, sizeof(msg) - k, "%s'%s'", i > 0 ? ", " : "",
-					    ms->m[i].alias);
-				ac_verrs_add(v, "body", "model", msg, "type_error.enum", false, 0);
-			}
+			s->model_named = true;
+			if (s->model == NULL)
+				ac_models_invalid(v, ms);
 		}
 	}
 	if (json_object_object_get_ex(body, "stream", &m)) {
@@ -134,9 +189,12 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
 		goto out;
 	}
-	/* A message that cannot fit the model's context is refused before it is stored. */
-	if (ac_send_estimate_tokens(message.len) > ac_send_history_budget(c, s->model)) {
-		ac_send_too_long(c, s->model, ac_send_estimate_tokens(message.len));
+	/* The chat's settings (a new chat has none); a message that cannot fit the model's context is
+	 * refused before it is stored. */
+	if (s->chat_id.ptr != NULL && !chat_settings(s))
+		goto out;
+	if (ac_send_estimate_tokens(message.len) > ac_send_history_budget(s)) {
+		ac_send_too_long(s, ac_send_estimate_tokens(message.len));
 		goto out;
 	}
 	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
@@ -191,6 +249,8 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
 		goto out;
 	}
+	if (!chat_id_uuid(s) || !chat_settings(s))
+		goto out;
 	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
 		goto out;
 	s->admitted = true;
@@ -275,8 +335,10 @@ ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
 		goto out;
 	}
-	if (ac_send_estimate_tokens(content.len) > ac_send_history_budget(c, s->model)) {
-		ac_send_too_long(c, s->model, ac_send_estimate_tokens(content.len));
+	if (!chat_id_uuid(s) || !chat_settings(s))
+		goto out;
+	if (ac_send_estimate_tokens(content.len) > ac_send_history_budget(s)) {
+		ac_send_too_long(s, ac_send_estimate_tokens(content.len));
 		goto out;
 	}
 	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))

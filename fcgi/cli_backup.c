@@ -232,7 +232,7 @@ backup(const struct ac_config *cfg, const char *path, bool force)
 	sqlite3_stmt *q = NULL;
 	int rc, status = 1, pages = 0;
 	int64_t waited_ms = 0;
-	bool checked = false;
+	bool checked = false, keep_part = false;
 
 	if (cfg->db_kind == AC_DB_PG) {
 		fprintf(stderr, "ai-chat-fcgi db backup: DATABASE_URL (%s) is a PostgreSQL database: back it up with "
@@ -294,6 +294,7 @@ backup(const struct ac_config *cfg, const char *path, bool force)
 	sqlite3_finalize(q);
 	if (!checked) {
 		fprintf(stderr, "ai-chat-fcgi db backup: the copy %s does not pass its check: kept for inspection\n", part);
+		keep_part = true;
 		goto out;
 	}
 	if (sqlite3_close(dst) != SQLITE_OK) {
@@ -312,7 +313,7 @@ out:
 		sqlite3_close(dst);
 	if (src != NULL)
 		sqlite3_close(src);
-	if (status != 0 && !(!checked && pages > 0))
+	if (status != 0 && !keep_part)
 		(void)unlink(part);
 	return status;
 }

@@ -13,12 +13,12 @@
 #define CHATS_LIMIT_DEFAULT 50
 #define MESSAGES_LIMIT_MAX 500
 #define MESSAGES_LIMIT_DEFAULT 100
+#define SYSTEM_PROMPT_MAX 8000
 
 static const struct ac_strspec title_create_spec = { "title", false, true, 1, TITLE_MAX };
-static const struct ac_strspec title_rename_spec = { "title", true, false, 1, TITLE_MAX };
 
-static void
-write_time(struct ac_buf *b, int64_t t)
+void
+ac_write_time(struct ac_buf *b, int64_t t)
 {
 	char ts[AC_TIME_LEN + 1];
 
@@ -42,12 +42,23 @@ write_chat(struct ac_buf *b, const struct ac_chat *chat)
 	else
 		ac_buf_add(b, "null", 4);
 	ac_buf_add(b, ",\"created_at\":", 14);
-	write_time(b, chat->created_at);
+	ac_write_time(b, chat->created_at);
 	ac_buf_add(b, ",\"updated_at\":", 14);
-	write_time(b, chat->updated_at);
+	ac_write_time(b, chat->updated_at);
 	ac_buf_add(b, ",\"message_count\":", 17);
 	ac_buf_addi(b, chat->message_count);
-	ac_buf_addc(b, '}');
+	ac_buf_adds(b, ",\"system_prompt\":");
+	if (chat->system_prompt.ptr != NULL)
+		ac_json_str(b, chat->system_prompt.ptr, chat->system_prompt.len);
+	else
+		ac_buf_add(b, "null", 4);
+	ac_buf_adds(b, ",\"model\":");
+	if (chat->model.ptr != NULL)
+		ac_json_str(b, chat->model.ptr, chat->model.len);
+	else
+		ac_buf_add(b, "null", 4);
+	ac_buf_adds(b, chat->pinned ? ",\"pinned\":true" : ",\"pinned\":false");
+	ac_buf_adds(b, chat->archived ? ",\"archived\":true}" : ",\"archived\":false}");
 }
 
 static enum ac_err
@@ -63,12 +74,6 @@ void
 ac_write_chat(struct ac_buf *b, const struct ac_chat *chat)
 {
 	write_chat(b, chat);
-}
-
-void
-ac_write_time(struct ac_buf *b, int64_t t)
-{
-	write_time(b, t);
 }
 
 /* Items of a list: a comma before all but the first. */
@@ -109,7 +114,7 @@ ac_write_message(struct ac_buf *b, const struct ac_message *m)
 		ac_buf_adds(b, ",\"role\":\"user\",\"content\":");
 	ac_json_str(b, m->content.ptr, m->content.len);
 	ac_buf_add(b, ",\"created_at\":", 14);
-	write_time(b, m->created_at);
+	ac_write_time(b, m->created_at);
 	if (m->incomplete)
 		ac_buf_adds(b, ",\"incomplete\":true");
 	ac_buf_adds(b, ",\"parent_id\":");
@@ -216,8 +221,8 @@ chat_cond_out(void *arg, const struct ac_chat *chat)
 }
 
 /* Whether a path's chat id can name a chat: others are answered 404 without a lookup. */
-static bool
-chat_id_ok(struct ac_ctx *c, struct ac_str id)
+bool
+ac_chat_id_ok(struct ac_ctx *c, struct ac_str id)
 {
 	if (ac_uuid_valid(id.ptr, id.len))
 		return true;
@@ -317,11 +322,13 @@ ac_h_chat_list(struct ac_ctx *c, const struct ac_str *args)
 	struct ac_str user_id;
 	int64_t limit, offset, total = 0;
 	struct list_out o = { c, &c->resp.body, 0, false };
+	bool archived = false;
 	enum ac_err err;
 
 	(void)args;
 	ac_verrs_init(&v);
 	ac_request_user(c, &v, NULL, &user_id);
+	ac_valid_bool(&v, "archived", ac_query_get(&c->req.query, "archived"), false, &archived);
 	ac_valid_int(&v, "limit", ac_query_get(&c->req.query, "limit"), CHATS_LIMIT_DEFAULT, 1,
 	    CHATS_LIMIT_MAX, &limit);
 	ac_valid_int(&v, "offset", ac_query_get(&c->req.query, "offset"), 0, 0, INT64_MAX, &offset);
@@ -331,7 +338,7 @@ ac_h_chat_list(struct ac_ctx *c, const struct ac_str *args)
 	}
 	ac_resp_start(c, 200);
 	ac_buf_adds(o.b, "{\"chats\":[");
-	err = ac_repo_chat_list(c->repo, user_id, limit, offset, &total, chat_item_out, &o);
+	err = ac_repo_chat_list_archived(c->repo, user_id, archived, limit, offset, &total, chat_item_out, &o);
 	if (err != AC_OK) {
 		ac_resp_repo_error(c, err, AC_STR(""));
 		goto out;
@@ -356,7 +363,7 @@ chat_target(struct ac_ctx *c, const struct ac_str *args, struct ac_str *user_id)
 	if (!ok)
 		ac_resp_invalid(c, &v);
 	ac_verrs_free(&v);
-	return ok && chat_id_ok(c, args[0]);
+	return ok && ac_chat_id_ok(c, args[0]);
 }
 
 void
@@ -375,29 +382,82 @@ ac_h_chat_get(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_repo_error(c, err, args[0]);
 }
 
+/* A boolean member of a JSON object body: *set when present (null is refused). */
+static void
+body_bool(struct ac_verrs *v, struct json_object *body, const char *name, bool *set, bool *out)
+{
+	struct json_object *m;
+
+	*set = false;
+	if (!json_object_object_get_ex(body, name, &m))
+		return;
+	if (m == NULL)
+		ac_verrs_add(v, "body", name, "none is not an allowed value", "type_error.none.not_allowed", false, 0);
+	else if (!json_object_is_type(m, json_type_boolean))
+		ac_verrs_add(v, "body", name, "value could not be parsed to a boolean", "type_error.bool", false, 0);
+	else {
+		*set = true;
+		*out = json_object_get_boolean(m);
+	}
+}
+
+/* The settings of a PATCH body into u; at least one must be there (else title is missing). */
+static void
+chat_update_body(struct ac_ctx *c, struct ac_verrs *v, struct json_object *body, struct ac_chat_update *u)
+{
+	static const struct ac_strspec title_spec = { "title", false, false, 1, TITLE_MAX };
+	static const struct ac_strspec prompt_spec = { "system_prompt", false, true, 1, SYSTEM_PROMPT_MAX };
+	static const struct ac_strspec model_spec = { "model", false, true, 1, 64 };
+	struct json_object *m;
+	bool present;
+	int before = v->count;
+
+	ac_valid_body_str(v, body, &title_spec, &u->title, &u->set_title);
+	if (json_object_object_get_ex(body, "system_prompt", NULL)) {
+		u->set_system_prompt = true;
+		if (!ac_valid_body_str(v, body, &prompt_spec, &u->system_prompt, &present) && !present)
+			u->system_prompt = (struct ac_str){ NULL, 0 };
+	}
+	if (json_object_object_get_ex(body, "model", &m)) {
+		u->set_model = true;
+		if (ac_valid_body_str(v, body, &model_spec, &u->model, &present)) {
+			if (ac_models_find(&c->cfg->models, u->model.ptr, u->model.len) == NULL)
+				ac_models_invalid(v, &c->cfg->models);
+		} else if (!present) {
+			u->model = (struct ac_str){ NULL, 0 };
+		}
+	}
+	body_bool(v, body, "pinned", &u->set_pinned, &u->pinned);
+	body_bool(v, body, "archived", &u->set_archived, &u->archived);
+	if (v->count == before && !u->set_title && !u->set_system_prompt && !u->set_model && !u->set_pinned &&
+	    !u->set_archived)
+		ac_verrs_add(v, "body", "title", "field required", "value_error.missing", false, 0);
+}
+
 void
 ac_h_chat_rename(struct ac_ctx *c, const struct ac_str *args)
 {
 	struct ac_verrs v;
 	struct json_object *body = NULL;
-	struct ac_str user_id = { NULL, 0 }, title = { NULL, 0 };
-	bool present;
+	struct ac_str user_id = { NULL, 0 };
+	struct ac_chat_update u;
 	enum ac_err err;
 
+	memset(&u, 0, sizeof(u));
 	ac_verrs_init(&v);
 	ac_request_user(c, &v, NULL, &user_id);
 	if (!ac_request_object(c, &v, true, &body))
 		goto out;
 	if (body != NULL)
-		ac_valid_body_str(&v, body, &title_rename_spec, &title, &present);
+		chat_update_body(c, &v, body, &u);
 	if (v.count > 0) {
 		ac_resp_invalid(c, &v);
 		goto out;
 	}
-	if (!chat_id_ok(c, args[0]))
+	if (!ac_chat_id_ok(c, args[0]))
 		goto out;
 	ac_resp_start(c, 200);
-	err = ac_repo_chat_rename(c->repo, args[0], user_id, title, chat_out, &c->resp.body);
+	err = ac_repo_chat_update(c->repo, args[0], user_id, &u, chat_out, &c->resp.body);
 	if (err != AC_OK)
 		ac_resp_repo_error(c, err, args[0]);
 out:
@@ -450,7 +510,7 @@ ac_h_message_list(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_invalid(c, &v);
 		goto out;
 	}
-	if (!chat_id_ok(c, args[0]))
+	if (!ac_chat_id_ok(c, args[0]))
 		goto out;
 	if (newest) {
 		page.backward = true;
@@ -523,7 +583,7 @@ ac_h_chat_active(struct ac_ctx *c, const struct ac_str *args)
 		ac_resp_invalid(c, &v);
 		goto out;
 	}
-	if (!chat_id_ok(c, args[0]))
+	if (!ac_chat_id_ok(c, args[0]))
 		goto out;
 	ac_resp_start(c, 200);
 	err = ac_repo_set_active(c->repo, args[0], user_id, message_id, &found, chat_out, &c->resp.body);

@@ -46,6 +46,13 @@ void ac_h_admin_user_delete(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_admin_user_chats(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_admin_chat_messages(struct ac_ctx *c, const struct ac_str *args);
 
+/* h_keys.c: personal API keys (AUTH=token): the account's own, and (admins) anyone's */
+void ac_h_keys_create(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_keys_list(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_key_delete(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_admin_user_keys(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_admin_user_key_delete(struct ac_ctx *c, const struct ac_str *args);
+
 /* handlers.c: the Chat and Message objects, as every route writes them. */
 void ac_write_chat(struct ac_buf *b, const struct ac_chat *chat);
 void ac_write_message(struct ac_buf *b, const struct ac_message *m);
@@ -65,6 +72,18 @@ bool ac_request_user(struct ac_ctx *c, struct ac_verrs *v, struct json_object *b
 bool ac_authenticate(struct ac_ctx *c, bool admin);
 /* Answers 401 {"detail": detail} with WWW-Authenticate: Bearer. */
 void ac_resp_unauthorized(struct ac_ctx *c, const char *detail);
+
+/* handlers.c: whether a path's chat id can name a chat (else answered 404 without a lookup). */
+bool ac_chat_id_ok(struct ac_ctx *c, struct ac_str id);
+
+/* search.c, export.c, import.c */
+void ac_h_search(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_chat_export(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_export(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_import(struct ac_ctx *c, const struct ac_str *args);
+
+/* chat_routes.c: adds the 422 entry for a "model" that is no alias of the registry. */
+void ac_models_invalid(struct ac_verrs *v, const struct ac_models *ms);
 
 /*
  * send_limits.c: the per-user send limits.  ac_send_admit admits a send of user_id before it stores

@@ -259,6 +259,8 @@ print_value(const struct ac_config *cfg, const char *name)
 		printf("%d\n", cfg->port);
 	else if (strcmp(name, "MAX_BODY_BYTES") == 0)
 		printf("%zu\n", cfg->max_body);
+	else if (strcmp(name, "MAX_IMPORT_BYTES") == 0)
+		printf("%zu\n", cfg->max_import);
 	else if (strcmp(name, "WORKER_PROCESSES") == 0)
 		printf("%d\n", cfg->processes);
 	else if (strcmp(name, "WORKER_THREADS") == 0)

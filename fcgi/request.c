@@ -171,10 +171,9 @@ ac_request_parse(struct ac_ctx *c)
 
 /* Reads the body into c->in: 0, or the status to answer (413 too large, 400 short, 499 cut off). */
 static int
-read_body(struct ac_ctx *c)
+read_body(struct ac_ctx *c, size_t max)
 {
 	struct ac_request *r = &c->req;
-	size_t max = c->cfg->max_body;
 	int n;
 
 	if (r->content_length > (long long)max)
@@ -219,8 +218,15 @@ read_body(struct ac_ctx *c)
 bool
 ac_request_json(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json_object **obj)
 {
+	return ac_request_json_max(c, v, c->cfg->max_body, required, obj);
+}
+
+bool
+ac_request_json_max(struct ac_ctx *c, struct ac_verrs *v, size_t max, bool required, struct json_object **obj)
+{
 	struct ac_json_error jerr;
 	char detail[96];
+	size_t keep_max = c->in.max;
 	int status;
 
 	*obj = NULL;
@@ -228,10 +234,12 @@ ac_request_json(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json
 		ac_resp_error(c, 415, "Unsupported Media Type: send application/json");
 		return false;
 	}
-	status = read_body(c);
+	if (max + 2 > c->in.max)
+		c->in.max = max + 2;	/* this request's limit (POST /import's is larger) */
+	status = read_body(c, max);
+	c->in.max = keep_max;
 	if (status == 413) {
-		snprintf(detail, sizeof(detail), "Request body too large: the limit is %zu bytes",
-		    c->cfg->max_body);
+		snprintf(detail, sizeof(detail), "Request body too large: the limit is %zu bytes", max);
 		ac_resp_error(c, 413, detail);
 		return false;
 	}
@@ -288,7 +296,7 @@ ac_request_form(struct ac_ctx *c, struct ac_query *form)
 		ac_resp_error(c, 415, "Unsupported Media Type: send application/x-www-form-urlencoded");
 		return false;
 	}
-	status = read_body(c);
+	status = read_body(c, c->cfg->max_body);
 	if (status == 413) {
 		snprintf(detail, sizeof(detail), "Request body too large: the limit is %zu bytes",
 		    c->cfg->max_body);

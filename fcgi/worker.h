@@ -182,6 +182,9 @@ bool ac_request_parse(struct ac_ctx *c);
  */
 bool ac_request_json(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json_object **obj);
 
+/* The same with a limit of max bytes instead of MAX_BODY_BYTES. */
+bool ac_request_json_max(struct ac_ctx *c, struct ac_verrs *v, size_t max, bool required, struct json_object **obj);
+
 /* As ac_request_json, for a body that must be a JSON object: another value adds "value is not a
  * valid dict" to v and leaves *obj NULL. */
 bool ac_request_object(struct ac_ctx *c, struct ac_verrs *v, bool required, struct json_object **obj);

@@ -61,6 +61,8 @@ if [ "$unit_only" = 0 ]; then
     suite multihost "$PYTHON" "$top/tests/multihost/run.py"
     suite model "$PYTHON" "$top/tests/model/run.py" --seeds "${MODEL_SEEDS:-4}" --steps "${MODEL_STEPS:-60}"
     suite browser "$PYTHON" "$top/tests/browser/run.py"
+    suite ui "$PYTHON" "$top/tests/browser/ui.py"
+    suite ui-pg env E2E_DB=postgres "$PYTHON" "$top/tests/browser/ui.py"
     suite deploy "$PYTHON" "$top/tests/deploy/run.py"
     suite package "$PYTHON" "$top/tests/package/run.py"
 fi

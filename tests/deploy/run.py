@@ -337,6 +337,14 @@ def docs_tree(scope):
     have_assets = (nm / "swagger-ui-dist" / "swagger-ui.css").exists()
     if have_assets:
         shutil.copy(nm / "swagger-ui-dist" / "swagger-ui.css", docs / "assets" / "swagger-ui")
+    # The chat page, as make install lays it out (share/ai-chat-fcgi/ui).
+    (share / "ui" / "vendor").mkdir(parents=True)
+    for f in ("index.html", "app.js", "app.css"):
+        shutil.copy(CONF / "ui" / f, share / "ui")
+    for f in (CONF / "ui" / "node_modules" / "marked" / "lib" / "marked.umd.js",
+              CONF / "ui" / "node_modules" / "dompurify" / "dist" / "purify.min.js"):
+        if f.exists():
+            shutil.copy(f, share / "ui" / "vendor")
     for root, dirs, files in os.walk(share):
         os.chmod(root, 0o755)
         for f in files:
@@ -772,6 +780,10 @@ def spawn_fcgi_pool(scope):
         eq(os.stat(f"/proc/{pid}").st_uid, pwd.getpwnam("www-data").pw_uid, f"user of pool process {pid}")
     share, _ = docs_tree(scope)
     port = start_nginx(scope, sock, share)
+    r = req(port, "GET", "/ui/")
+    eq((r.status, r.headers.get("content-type", "").split(";")[0]), (200, "text/html"), f"/ui/ {r}")
+    r = req(port, "GET", "/ui/app.js")
+    eq(r.status, 200, f"/ui/app.js {r}")
 
     # Every process of the pool holds the one database open.
     time.sleep(0.2)
@@ -907,6 +919,9 @@ def _installed_files(root, prefix):
         files += [f"{share}/docs/assets/swagger-ui/{f}"
                   for f in ("swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png")]
         files.append(f"{share}/docs/assets/redoc/redoc.standalone.js")
+    files += [f"{share}/ui/{f}" for f in ("index.html", "app.js", "app.css")]
+    if (CONF / "ui" / "node_modules" / "dompurify").exists():
+        files += [f"{share}/ui/vendor/marked.umd.js", f"{share}/ui/vendor/purify.min.js"]
     return [Path(str(root) + f) for f in files]
 
 
@@ -923,8 +938,9 @@ def install_destdir(scope):
         tree = scope.dir / "src"
         shutil.copytree(ROOT, tree, symlinks=True, ignore=shutil.ignore_patterns(
             ".git", "build", "run", "node_modules", "__pycache__", "*.db", "*.db-*", ".env"))
-        if (CONF / "docs" / "node_modules").is_dir():
-            os.symlink(CONF / "docs" / "node_modules", tree / "conf" / "docs" / "node_modules")
+        for sub in ("docs", "ui"):
+            if (CONF / sub / "node_modules").is_dir():
+                os.symlink(CONF / sub / "node_modules", tree / "conf" / sub / "node_modules")
         how = ["make", "--no-print-directory", "install", f"DESTDIR={dest}", f"PREFIX={prefix}"]
         undo = ["make", "--no-print-directory", "uninstall", f"DESTDIR={dest}", f"PREFIX={prefix}"]
         run_env, cwd, via = env, tree, "make install"

@@ -11,7 +11,8 @@ from urllib.parse import quote, urlencode
 
 UUID4_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 TIMESTAMP_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})\.(\d{6})Z$")
-CHAT_KEYS = {"id", "user_id", "title", "created_at", "updated_at", "message_count"}
+CHAT_KEYS = {"id", "user_id", "title", "created_at", "updated_at", "message_count", "system_prompt", "model", "pinned",
+             "archived"}
 MESSAGE_KEYS = {"id", "chat_id", "role", "content", "created_at", "parent_id", "sibling_ids"}
 
 NOT_FOUND = {"detail": "Not Found"}
@@ -175,14 +176,17 @@ def db_chat(stack, chat_id):
     """The chats row as a dict (text columns as the exact stored text), or None."""
     rows = stack.sql(
         "SELECT id, CAST(user_id AS BLOB), CAST(title AS BLOB), created_at, updated_at, message_count,"
-        " typeof(user_id), typeof(title) FROM chats WHERE id = ?", (chat_id,))
+        " typeof(user_id), typeof(title), CAST(system_prompt AS BLOB), model, pinned, archived"
+        " FROM chats WHERE id = ?", (chat_id,))
     if not rows:
         return None
     row = rows[0]
     assert row[6] == "text" and row[7] in ("text", "null"), f"text stored as {row[6]}/{row[7]}"
     return {"id": row[0], "user_id": row[1].decode("utf-8"),
             "title": None if row[2] is None else row[2].decode("utf-8"),
-            "created_at": row[3], "updated_at": row[4], "message_count": row[5]}
+            "created_at": row[3], "updated_at": row[4], "message_count": row[5],
+            "system_prompt": None if row[8] is None else bytes(row[8]).decode("utf-8"), "model": row[9],
+            "pinned": bool(row[10]), "archived": bool(row[11])}
 
 
 def check_chat_stored(stack, chat):

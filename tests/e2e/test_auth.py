@@ -114,6 +114,9 @@ def protected_routes(chat_id, message_id, user_id):
         ("GET", "/admin/users", None), ("POST", "/admin/users", {"email": new_email(), "password": PASSWORD}),
         ("PATCH", f"/admin/users/{user_id}/role", {"role": "admin"}), ("DELETE", f"/admin/users/{user_id}", None),
         ("GET", f"/admin/users/{user_id}/chats", None), ("GET", f"/admin/chats/{chat_id}/messages", None),
+        # personal API keys (test_api_keys.py)
+        ("GET", "/auth/keys", None), ("POST", "/auth/keys", {"name": "x"}), ("DELETE", f"/auth/keys/{chat_id}", None),
+        ("GET", f"/admin/users/{user_id}/keys", None), ("DELETE", f"/admin/users/{user_id}/keys/{chat_id}", None),
     ]
 
 

@@ -197,3 +197,20 @@ def check_finds_what_is_wrong():
             assert status == 1 and "messages without their chat: 1" in out and "foreign keys FAILED" in out, out
         status, out = cli("check", "sqlite:////nonexistent/x.db")
         assert status == 1 and "cannot open" in out, out
+
+
+@test
+def backup_and_check_refuse_bad_arguments():
+    for args in (("backup",), ("backup", "a.db", "--yes"), ("check", "a", "b"), ("nothing",)):
+        status, out = cli(*args, database_url="sqlite:////nonexistent/x.db")
+        assert status == 2 and "usage" in out and "db backup PATH" in out and "db check [URL]" in out, (args, out)
+    status, out = cli("check", "mysql://x")
+    assert status == 2 and "not supported" in out, out
+    # the database to back up must exist: a missing one is not made
+    keep = Path(tempfile.mkdtemp(prefix="ai-chat-e2e-backup-"))
+    try:
+        status, out = cli("backup", str(keep / "b.db"), database_url=f"sqlite:///{keep / 'missing.db'}")
+        assert status == 1 and not (keep / "missing.db").exists() and not (keep / "b.db").exists(), out
+        assert not (keep / "b.db.part").exists(), out
+    finally:
+        shutil.rmtree(keep, ignore_errors=True)

@@ -30,6 +30,7 @@ REQUIRED = [
     ("PATCH", "/chats/{chat_id}"), ("DELETE", "/chats/{chat_id}"), ("GET", "/chats/{chat_id}/messages"),
     ("POST", "/chat"), ("POST", "/chats/{chat_id}/regenerate"), ("GET", "/models"), ("GET", "/openapi.json"),
     ("POST", "/chats/{chat_id}/messages/{message_id}/edit"), ("PUT", "/chats/{chat_id}/active"),
+    ("GET", "/search"), ("GET", "/chats/{chat_id}/export"), ("GET", "/export"), ("POST", "/import"),
 ]
 
 # curl options that take a value (so the value is not taken for the URL).

@@ -25,6 +25,31 @@ uuid4_is_canonical_and_random(void **state)
 }
 
 static void
+time_parse_is_time_format_inverted(void **state)
+{
+	char out[AC_TIME_LEN + 1];
+	int64_t t = 0;
+
+	(void)state;
+	assert_int_equal(ac_time_parse("2026-11-25T00:20:14.718833Z", 27, &t), AC_OK);
+	assert_int_equal(t, 1795566014718833LL);
+	assert_int_equal(ac_time_parse("2000-02-29T00:00:00Z", 20, &t), AC_OK);
+	assert_int_equal(t, 951782400000000LL);
+	assert_int_equal(ac_time_parse("2023-11-14T22:13:20.5Z", 22, &t), AC_OK);
+	assert_int_equal(t, 1700000000500000LL);
+	for (int64_t v = 0; v < 4102444800000000LL; v += 987654321987LL) {
+		ac_time_format(v, out);
+		assert_int_equal(ac_time_parse(out, AC_TIME_LEN, &t), AC_OK);
+		assert_int_equal(t, v);
+	}
+	static const char *const bad[] = { "2026-11-25", "2026-11-25T00:20:14", "2026-11-25 00:20:14Z",
+	    "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z", "2026-11-25T24:00:00Z", "2026-11-25T00:00:00.Z",
+	    "2026-11-25T00:00:00.1234567Z", "1969-12-31T23:59:59Z", "2026-11-25T00:00:00+01:00", "x" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(ac_time_parse(bad[i], strlen(bad[i]), &t), AC_EINVAL);
+}
+
+static void
 time_format_is_iso8601_with_microseconds(void **state)
 {
 	char out[AC_TIME_LEN + 1];
@@ -222,6 +247,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(uuid4_is_canonical_and_random),
 		cmocka_unit_test(time_format_is_iso8601_with_microseconds),
+		cmocka_unit_test(time_parse_is_time_format_inverted),
 		cmocka_unit_test(utf8_count_counts_characters_and_refuses_malformed),
 		cmocka_unit_test(parse_i64_bounds),
 		cmocka_unit_test(decode_percent_and_plus),
