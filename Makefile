@@ -30,10 +30,11 @@ DEB_PACKAGES = debhelper dpkg-dev fakeroot lintian debootstrap
 
 COMMON_SRC = common/buf.c common/config.c common/err.c common/json.c common/log.c common/metrics.c common/models.c \
 	common/limits.c common/provider.c common/db.c common/db_sqlite.c common/db_pg.c common/db_pg_pool.c common/repo.c \
-	common/repo_ops.c common/repo_send.c common/repo_tree.c common/repo_users.c common/repo_search.c common/repo_export.c common/auth.c \
+	common/repo_ops.c common/repo_send.c common/repo_tree.c common/repo_users.c common/repo_keys.c common/repo_search.c \
+	common/repo_export.c common/auth.c \
 	common/sse.c common/title.c common/util.c common/valid.c
 FCGI_SRC = fcgi/auto_title.c fcgi/chat.c fcgi/chat_routes.c fcgi/cli_backup.c fcgi/cli_db.c fcgi/cli_user.c fcgi/h_admin.c \
-	fcgi/h_auth.c fcgi/listen_tcp.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c fcgi/loop_wire.c \
+	fcgi/h_auth.c fcgi/h_keys.c fcgi/listen_tcp.c fcgi/handlers.c fcgi/http.c fcgi/identity.c fcgi/io.c fcgi/loop.c fcgi/loop_wire.c \
 	fcgi/monitor.c fcgi/openai.c fcgi/openai_request.c fcgi/pages.c fcgi/record.c fcgi/reqlog.c fcgi/request.c \
 	fcgi/response.c fcgi/retention.c fcgi/router.c fcgi/search.c fcgi/export.c fcgi/import.c fcgi/send_limits.c fcgi/server.c fcgi/watch.c
 SQL_SQLITE = $(sort $(wildcard sql/sqlite/*.sql))

@@ -30,7 +30,7 @@
 #include "buf.h"
 #include "err.h"
 
-#define AC_DB_MAX_STMTS 256
+#define AC_DB_MAX_STMTS 288
 #define AC_DB_MAX_PARAMS 16
 
 enum ac_db_kind {

@@ -26,6 +26,7 @@ enum {
 	AC_SQL_OPS = 192,
 	AC_SQL_SEARCH = 224,	/* repo_search.c (room for 16) */
 	AC_SQL_EXPORT = 240,	/* repo_export.c (room for 16) */
+	AC_SQL_KEYS = 256,	/* repo_keys.c */
 };
 
 /* Statement base + i of table (an array of struct ac_sql), ready to bind. */

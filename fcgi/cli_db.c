@@ -39,6 +39,7 @@ static const struct table tables[] = {
 	{ "generation_slots", "id, user_id, until", "isi", "SELECT setval(pg_get_serial_sequence('generation_slots', "
 	    "'id'), (SELECT coalesce(max(id), 0) + 1 FROM generation_slots), false)" },
 	{ "ops_leases", "name, holder, until", "ssi", NULL },
+	{ "api_keys", "id, user_id, name, prefix, key_hash, created_at, last_used_at", "sssssii", NULL },
 };
 #define NTABLES (sizeof(tables) / sizeof(tables[0]))
 
@@ -46,7 +47,12 @@ static const struct table tables[] = {
 static char select_sql[NTABLES][SQL_MAX], insert_sql[NTABLES][SQL_MAX], count_sql[NTABLES][SQL_MAX],
     delete_sql[NTABLES][SQL_MAX];
 
-enum { S_SELECT = 0, S_INSERT = 8, S_COUNT = 16, S_DELETE = 24, S_AFTER = 32 };
+/* Statement numbers: each kind has room for MAX_TABLES tables. */
+#define MAX_TABLES 16
+enum { S_SELECT = 0, S_INSERT = MAX_TABLES, S_COUNT = 2 * MAX_TABLES, S_DELETE = 3 * MAX_TABLES,
+	S_AFTER = 4 * MAX_TABLES };
+_Static_assert(NTABLES <= MAX_TABLES, "more tables than statement numbers: raise MAX_TABLES");
+_Static_assert(S_AFTER + MAX_TABLES <= AC_DB_MAX_STMTS, "MAX_TABLES too large");
 
 static int
 make_sql(void)

@@ -46,6 +46,13 @@ void ac_h_admin_user_delete(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_admin_user_chats(struct ac_ctx *c, const struct ac_str *args);
 void ac_h_admin_chat_messages(struct ac_ctx *c, const struct ac_str *args);
 
+/* h_keys.c: personal API keys (AUTH=token): the account's own, and (admins) anyone's */
+void ac_h_keys_create(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_keys_list(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_key_delete(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_admin_user_keys(struct ac_ctx *c, const struct ac_str *args);
+void ac_h_admin_user_key_delete(struct ac_ctx *c, const struct ac_str *args);
+
 /* handlers.c: the Chat and Message objects, as every route writes them. */
 void ac_write_chat(struct ac_buf *b, const struct ac_chat *chat);
 void ac_write_message(struct ac_buf *b, const struct ac_message *m);

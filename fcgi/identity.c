@@ -11,6 +11,7 @@
 
 #include "../common/auth.h"
 #include "../common/metrics.h"
+#include "../common/repo_keys.h"
 #include "../common/repo_users.h"
 #include "handlers.h"
 
@@ -98,6 +99,37 @@ bearer(const char *header, size_t *len)
 	return *len > 0 ? p : NULL;
 }
 
+/*
+ * A personal API key ("sk-..."): its account, found by the key's hash on every request (no process
+ * remembers a key, so a revoke holds at once everywhere).  A key names no token version: a logout
+ * does not end it, a revoke or the account's deletion does.
+ */
+static bool
+by_key(struct ac_ctx *c, const char *key, size_t len)
+{
+	char hash[AC_KEY_HASH_LEN + 1];
+	struct who_out o = { c, -1, false };
+	enum ac_err err;
+
+	if (!ac_key_valid(key, len)) {
+		ac_metrics_auth_failure(AC_AUTH_MALFORMED);
+		ac_resp_unauthorized(c, "Invalid authentication credentials");
+		return false;
+	}
+	ac_key_hash(key, len, hash);
+	err = ac_repo_key_user(c->repo, (struct ac_str){ hash, AC_KEY_HASH_LEN }, who_in, &o);
+	if (err == AC_ENOTFOUND) {	/* never made, or revoked: the same answer */
+		ac_metrics_auth_failure(AC_AUTH_INVALID);
+		ac_resp_unauthorized(c, "Invalid authentication credentials");
+		return false;
+	}
+	if (err != AC_OK) {
+		ac_resp_repo_error(c, err == AC_ETOOBIG ? AC_EDB : err, AC_STR(""));
+		return false;
+	}
+	return true;
+}
+
 static bool
 by_token(struct ac_ctx *c)
 {
@@ -113,6 +145,8 @@ by_token(struct ac_ctx *c)
 		ac_resp_unauthorized(c, "Not authenticated");
 		return false;
 	}
+	if (ac_key_like(token, len))
+		return by_key(c, token, len);
 	if (ac_auth_token_check(token, len, &claims) != AC_OK) {
 		ac_metrics_auth_failure(AC_AUTH_INVALID);	/* a bad signature, malformed, or expired */
 		ac_resp_unauthorized(c, "Invalid authentication credentials");

@@ -52,10 +52,14 @@ static const struct route routes[] = {
 	{ "/auth/config", { "auth", "config", NULL }, { [AC_GET] = ac_h_auth_config }, OPEN },
 	{ "/auth/me", { "auth", "me", NULL }, { [AC_GET] = ac_h_auth_me, [AC_DELETE] = ac_h_auth_delete_me }, ACCOUNT },
 	{ "/auth/logout", { "auth", "logout", NULL }, { [AC_POST] = ac_h_auth_logout }, ACCOUNT },
+	{ "/auth/keys", { "auth", "keys", NULL }, { [AC_GET] = ac_h_keys_list, [AC_POST] = ac_h_keys_create }, ACCOUNT },
+	{ "/auth/keys/{key_id}", { "auth", "keys", "{key_id}", NULL }, { [AC_DELETE] = ac_h_key_delete }, ACCOUNT },
 	{ "/admin/users", { "admin", "users", NULL }, { [AC_GET] = ac_h_admin_users, [AC_POST] = ac_h_admin_user_create }, ADMIN },
 	{ "/admin/users/{user_id}", { "admin", "users", "{user_id}", NULL }, { [AC_DELETE] = ac_h_admin_user_delete }, ADMIN },
 	{ "/admin/users/{user_id}/role", { "admin", "users", "{user_id}", "role", NULL }, { [AC_PATCH] = ac_h_admin_user_role }, ADMIN },
 	{ "/admin/users/{user_id}/chats", { "admin", "users", "{user_id}", "chats", NULL }, { [AC_GET] = ac_h_admin_user_chats }, ADMIN },
+	{ "/admin/users/{user_id}/keys", { "admin", "users", "{user_id}", "keys", NULL }, { [AC_GET] = ac_h_admin_user_keys }, ADMIN },
+	{ "/admin/users/{user_id}/keys/{key_id}", { "admin", "users", "{user_id}", "keys", "{key_id}" }, { [AC_DELETE] = ac_h_admin_user_key_delete }, ADMIN },
 	{ "/admin/chats/{chat_id}/messages", { "admin", "chats", "{chat_id}", "messages", NULL }, { [AC_GET] = ac_h_admin_chat_messages }, ADMIN },
 	{ "/metrics", { "metrics", NULL }, { [AC_GET] = ac_h_metrics }, OPEN },	/* METRICS_ALLOW (monitor.c) */
 	/* OpenAI's routes: a refused credential is answered in OpenAI's shape (openai.c). */

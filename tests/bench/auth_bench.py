@@ -4,7 +4,8 @@
 1. What a bearer token costs: `wrk -t1 -c50` on GET /chats/{id} with `Authorization: Bearer <token>`
    against a stack in AUTH=token, and the same request with `?user_id=` against a stack in AUTH=none,
    in BENCH_AUTH_PAIRS (default 5) short pairs back to back; the median of the pairs' ratios
-   (target: the token costs at most 10% of the throughput, a ratio >= 0.90).
+   (target: the token costs at most 10% of the throughput, a ratio >= 0.90).  The same with a
+   personal API key (`Bearer sk-...`: looked up by its hash in the database on every request).
 2. Logins per second: `wrk -c8` on POST /auth/login (right passwords: every one an argon2id check
    with the default parameters, 19 MiB and 2 passes), with the worker processes' memory (their summed
    VmRSS, sampled) before and during the flood; at most PASSWORD_HASH_CONCURRENCY hashes at once per
@@ -109,28 +110,40 @@ def main():
             status, out = token_stack.request("POST", "/chats", {"title": "bench"},
                                               {"Authorization": f"Bearer {token}"})
             chat_token = json.loads(out)["id"]
+            status, out = token_stack.request("POST", "/auth/keys", {"name": "bench"},
+                                              {"Authorization": f"Bearer {token}"})
+            assert status == 201, out
+            key = json.loads(out)["key"]
             status, out = none_stack.request("POST", "/chats", {"user_id": "bench-user", "title": "bench"})
             chat_none = json.loads(out)["id"]
             url_token = f"http://127.0.0.1:{token_stack.port}/chats/{chat_token}"
             url_none = f"http://127.0.0.1:{none_stack.port}/chats/{chat_none}?user_id=bench-user"
             auth = [f"Authorization: Bearer {token}"]
+            auth_key = [f"Authorization: Bearer {key}"]
             wrk(url_token, 1, headers=auth)
+            wrk(url_token, 1, headers=auth_key)
             wrk(url_none, 1)
-            ratios, with_token, without = [], [], []
+            ratios, with_token, without, key_ratios, with_key = [], [], [], [], []
             for _ in range(pairs):
                 a, bad_a = wrk(url_token, seconds, headers=auth)
                 b, bad_b = wrk(url_none, seconds)
-                if bad_a or bad_b:
-                    print(f"auth_bench: FAIL non-2xx or socket errors ({bad_a}, {bad_b})")
+                k, bad_k = wrk(url_token, seconds, headers=auth_key)
+                if bad_a or bad_b or bad_k:
+                    print(f"auth_bench: FAIL non-2xx or socket errors ({bad_a}, {bad_b}, {bad_k})")
                     failed = True
                 with_token.append(a)
                 without.append(b)
+                with_key.append(k)
                 ratios.append(a / b if b else 0)
+                key_ratios.append(k / b if b else 0)
             median = statistics.median(ratios)
+            key_median = statistics.median(key_ratios)
             print(f"GET /chats/{{id}} with a bearer token: {statistics.median(with_token):.0f} req/s; "
                   f"AUTH=none: {statistics.median(without):.0f} req/s; {pairs} pairs of {seconds} s, ratios "
                   + " ".join(f"{r:.2f}" for r in ratios) + f" -> median {median:.2f} (target >= 0.90: "
                   + ("met" if median >= 0.90 else "MISS") + ")")
+            print(f"GET /chats/{{id}} with an API key: {statistics.median(with_key):.0f} req/s; ratios to "
+                  "AUTH=none " + " ".join(f"{r:.2f}" for r in key_ratios) + f" -> median {key_median:.2f}")
 
             # logins per second, and the memory they take
             lua = os.path.join(work, "login.lua")

@@ -217,7 +217,7 @@ def openai_streams_wait_on_the_event_loop_not_on_threads():
         assert took < 6, f"8 completions of 2 s on 2 threads took {took:.1f} s: they held threads (8 s)"
 
 
-def run_sdk(s, user, chat_id, api_key=None, bad_key=False):
+def run_sdk(s, user, chat_id, api_key=None, bad_key=False, extra_env=None):
     """tests/openai/sdk_check.mjs against s: (what it saw, the chat's rows after)."""
     node = shutil.which("node")
     assert node, "node is not installed (make deps)"
@@ -225,7 +225,7 @@ def run_sdk(s, user, chat_id, api_key=None, bad_key=False):
         f"{SDK_DIR}/node_modules is missing: run npm ci in tests/openai (make sdk; make test does)"
     t = tag()
     env = {**os.environ, "BASE_URL": s.url + "/v1", "TAG": t, "USER_ID": user, "CHAT_ID": chat_id,
-           "API_KEY": api_key or "", "BAD_KEY": "1" if bad_key else "0"}
+           "API_KEY": api_key or "", "BAD_KEY": "1" if bad_key else "0", **(extra_env or {})}
     out = subprocess.run([node, str(SDK_DIR / "sdk_check.mjs")], capture_output=True, text=True, timeout=120,
                          cwd=SDK_DIR, env=env)
     assert out.returncode == 0, f"node exited {out.returncode}:\n{out.stdout}\n{out.stderr}"

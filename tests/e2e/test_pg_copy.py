@@ -11,7 +11,8 @@ from harness import SETTINGS, WORKER, Stack, pg_cluster, postgres_only, test
 from provider import FakeProvider, model_env, send, tag
 
 TABLES = {"chats": "id", "messages": "id", "idempotency_keys": "user_id, key", "users": "id",
-          "login_attempts": "kind, key, at", "user_limits": "user_id", "generation_slots": "id", "ops_leases": "name"}
+          "login_attempts": "kind, key, at", "user_limits": "user_id", "generation_slots": "id", "ops_leases": "name",
+          "api_keys": "id"}
 
 
 def db_copy(*args):
@@ -34,7 +35,8 @@ def everything(s):
                    "login_attempts": "kind, key, at",
                    "user_limits": "CAST(user_id AS BLOB), rate_tat, token_day, tokens",
                    "generation_slots": "id, CAST(user_id AS BLOB), until",
-                   "ops_leases": "name, holder, until"}[table]
+                   "ops_leases": "name, holder, until",
+                   "api_keys": "id, user_id, CAST(name AS BLOB), prefix, key_hash, created_at, last_used_at"}[table]
         out[table] = s.sql(f"SELECT {columns} FROM {table} ORDER BY {order}")
     return out
 
@@ -75,13 +77,17 @@ def copy_sqlite_to_postgres_and_back_keeps_everything():
                   "('7d1f7c36-3f0e-4c1a-9d55-000000000001', 'copy@example.com', "
                   "'$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA', 'admin', 3, 1700000000000000)")
             s.sql("INSERT INTO login_attempts (kind, key, at) VALUES ('email', 'copy@example.com', 1700000000000001)")
+            # and its API key (a hash, never the key)
+            s.sql("INSERT INTO api_keys (id, user_id, name, prefix, key_hash, created_at, last_used_at) VALUES "
+                  "('0b5e6c2a-1d3f-4e7a-8b9c-000000000002', '7d1f7c36-3f0e-4c1a-9d55-000000000001', "
+                  "'laptop \u00e9', 'sk-AbCdEfGh', '" + "ab" * 32 + "', 1700000000000002, NULL)")
             before, api_before = everything(s), {u: answers(s, [u]) for u in users}
-        assert [len(before[t]) for t in TABLES] == [6, 42, 6, 1, 1, 2, 0, 0], {t: len(r) for t, r in before.items()}
+        assert [len(before[t]) for t in TABLES] == [6, 42, 6, 1, 1, 2, 0, 0, 1], {t: len(r) for t, r in before.items()}
 
         status, out = db_copy(source, target)
         assert status == 0, out
         assert ("chats 6, messages 42, idempotency_keys 6, users 1, login_attempts 1, user_limits 2, "
-                "generation_slots 0, ops_leases 0") in out, out
+                "generation_slots 0, ops_leases 0, api_keys 1") in out, out
         with Stack(database_url=target) as s:
             # every table of the schema is one the copy knows (a migration's new table goes into
             # fcgi/cli_db.c's list)

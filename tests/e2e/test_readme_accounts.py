@@ -1,6 +1,7 @@
 """README's "## Accounts" run as written: its ```sh blocks, in order, each one curl command, against a
 stack in AUTH=token; after the login block TOKEN is that answer's access_token.  Every answer must be
-a success and what the OpenAPI document describes; the account left is checked in the database."""
+a success and what the OpenAPI document describes; the account left is checked in the database.
+After the POST /auth/keys block KEY is the key answered and KEY_ID its id."""
 
 import json
 import os
@@ -45,9 +46,15 @@ def readme_accounts_examples_run():
             check_schema(method, path, Response(status, headers, proc.stdout), raw_request=block.encode())
             if path == "/auth/login":
                 env["TOKEN"] = json.loads(proc.stdout)["access_token"]
+            if (method, path) == ("POST", "/auth/keys"):
+                made = json.loads(proc.stdout)
+                env["KEY"], env["KEY_ID"] = made["key"], made["id"]
         for want in (("POST", "/auth/register"), ("POST", "/auth/login"), ("POST", "/auth/token"),
-                     ("GET", "/auth/me"), ("POST", "/chat"), ("POST", "/auth/logout")):
+                     ("GET", "/auth/me"), ("POST", "/chat"), ("POST", "/auth/logout"), ("POST", "/auth/keys"),
+                     ("GET", "/auth/keys"), ("DELETE", f"/auth/keys/{env.get('KEY_ID')}")):
             assert want in shown_paths, f"README's Accounts shows no {want}"
         (user_id,) = s.sql("SELECT id FROM users WHERE email = 'alice@example.com'")[0]
         assert s.sql("SELECT count(*) FROM chats WHERE user_id = ?", (user_id,))[0][0] == 1
         assert s.sql("SELECT token_version FROM users")[0][0] == 1, "the logout did not happen"
+        # the key worked after the logout (every answer was a success), and was revoked at the end
+        assert s.sql("SELECT count(*) FROM api_keys")[0][0] == 0, "the key was not revoked"

@@ -1,7 +1,8 @@
 // The official openai npm package (pinned in package-lock.json) against the stack: run by
 // tests/e2e/test_openai_sdk.py with BASE_URL (the stack's /v1), TAG (unique text), USER_ID and CHAT_ID
-// (a chat of that user's), API_KEY (AUTH=token: a token of ours; else anything), BAD_KEY=1 (also try a
-// wrong key).  Prints one JSON object: what each step saw; the Python side asserts.
+// (a chat of that user's), API_KEY (AUTH=token: a token or personal API key of ours; else anything),
+// BAD_KEY=1 (also try a wrong key), REVOKED_KEY (also try that revoked key).  Prints one JSON object:
+// what each step saw; the Python side asserts.
 import OpenAI from "openai";
 
 const base = process.env.BASE_URL;
@@ -82,6 +83,13 @@ if (process.env.BAD_KEY === "1") {
         messages: [{ role: "user", content: "hi" }] }));
     for (const k of ["badKeyModels", "badKeyChat"])
         out[k].authentication = out[k].thrown === "AuthenticationError";
+}
+
+// REVOKED_KEY: a personal API key revoked before the run (tests/e2e/test_api_keys.py).
+if (process.env.REVOKED_KEY) {
+    const revoked = new OpenAI({ baseURL: base, apiKey: process.env.REVOKED_KEY, maxRetries: 0 });
+    out.revokedKey = await caught(async () => { for await (const _ of revoked.models.list()) { /* refused */ } });
+    out.revokedKey.authentication = out.revokedKey.thrown === "AuthenticationError";
 }
 
 console.log(JSON.stringify(out));
