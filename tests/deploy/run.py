@@ -325,6 +325,14 @@ def private_copy(scope):
     return bindir / "ai-chat-fcgi"
 
 
+def ui_served(port):
+    """The chat page and its script, as static files of the web server."""
+    r = req(port, "GET", "/ui/")
+    eq((r.status, r.headers.get("content-type", "").split(";")[0]), (200, "text/html"), f"/ui/ {r}")
+    r = req(port, "GET", "/ui/app.js")
+    eq(r.status, 200, f"/ui/app.js {r}")
+
+
 def docs_tree(scope):
     """The documentation as make install lays it out (share/ai-chat-fcgi/docs)."""
     share = scope.dir / "share"
@@ -703,6 +711,7 @@ def lighttpd_fastcgi(scope):
     eq((r.status, r.headers.get("content-type", "").split(";")[0]), (200, "text/html"), f"/docs {r}")
     r = req(port, "GET", "/redoc")
     eq(r.status, 200, f"/redoc {r}")
+    ui_served(port)
     if have_assets:
         r = req(port, "GET", "/docs/assets/swagger-ui/swagger-ui.css")
         eq(r.status, 200, f"/docs/assets {r}")
@@ -744,6 +753,7 @@ def lighttpd_cgi(scope):
     timing = streamed_chat(port, db, cid)
     r = req(port, "HEAD", "/health")
     eq((r.status, r.body), (200, b""), "HEAD /health")
+    ui_served(port)
     return timing
 
 
@@ -1030,6 +1040,7 @@ def apache_proxy_fcgi(scope):
     timing = streamed_chat(port, db, cid)
     r = req(port, "GET", "/docs")
     eq((r.status, r.headers.get("content-type", "").split(";")[0]), (200, "text/html"), f"/docs {r}")
+    ui_served(port)
     return timing
 
 
@@ -1050,6 +1061,7 @@ def apache_fcgid(scope):
     site = "FcgidIPCDir {d}/fcgid\nFcgidProcessTableFile {d}/fcgid/table\n".format(d=scope.dir) + site
     port = start_apache(scope, site, ["fcgid"])
     cid = api_roundtrip(port, db)
+    ui_served(port)
     return streamed_chat(port, db, cid)
 
 
@@ -1068,6 +1080,7 @@ def apache_cgi(scope):
     site = f"ScriptSock {scope.dir}/cgid.sock\n" + site
     port = start_apache(scope, site, ["cgid"])
     cid = api_roundtrip(port, db)
+    ui_served(port)
     return streamed_chat(port, db, cid)
 
 

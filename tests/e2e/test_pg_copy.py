@@ -53,6 +53,14 @@ def answers(s, users):
     return seen
 
 
+def check_search(s, user):
+    """The copy is searchable: the target's index (triggers, generated columns) was written as it went in."""
+    _, found = expect(s, "GET", "/search" + qs(user_id=user, q="title"), 200)
+    assert found["total"] == 3 and {r["message_id"] for r in found["results"]} == {None}, found
+    _, found = expect(s, "GET", "/search" + qs(user_id=user, q="keyed"), 200)
+    assert found["total"] == 6 and {r["role"] for r in found["results"]} == {"user", "assistant"}, found
+
+
 @test
 def copy_sqlite_to_postgres_and_back_keeps_everything():
     postgres_only("needs a PostgreSQL server for the other end")
@@ -98,6 +106,7 @@ def copy_sqlite_to_postgres_and_back_keeps_everything():
                 diff = [(a, b) for a, b in zip(before[t], got[t]) if a != b]
                 assert len(got[t]) == len(before[t]) and not diff, f"{t}: {diff[:3]}"
             assert {u: answers(s, [u]) for u in users} == api_before
+            check_search(s, users[0])
             # new ids continue after the copied ones
             chat = create_chat(s, users[0], "after the copy")
             new_id, = insert_messages(s, chat["id"], ["after"])
@@ -118,6 +127,7 @@ def copy_sqlite_to_postgres_and_back_keeps_everything():
             assert {t: [r for r in rows if r not in after[t]] for t, rows in before.items()} == \
                 {t: [] for t in before}, "rows lost on the way back"
             assert answers(s, [users[1]]) == api_before[users[1]]
+            check_search(s, users[1])
             _, listing = expect(s, "GET", "/chats" + qs(user_id=users[0], limit=100), 200)
             assert listing["total"] == 4
 
