@@ -179,6 +179,27 @@ ac_repo_one_int(struct ac_stmt *s, int64_t *out)
 }
 
 enum ac_err
+ac_repo_write_one(struct ac_repo *r, int base, const struct ac_sql *table, int i, struct ac_str a, struct ac_str b)
+{
+	struct ac_stmt *s;
+	enum ac_err err;
+	int64_t changed = 0;
+
+	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
+		return err;
+	if ((err = REPO_STMT(r, base, table, i, &s)) != AC_OK)
+		goto out;
+	ac_db_bind_str(s, 1, a);
+	if (b.ptr != NULL)
+		ac_db_bind_str(s, 2, b);
+	err = ac_repo_run(s, &changed);
+	if (err == AC_OK && changed == 0)
+		err = AC_ENOTFOUND;
+out:
+	return ac_repo_end(r, err);
+}
+
+enum ac_err
 ac_repo_end(struct ac_repo *r, enum ac_err err)
 {
 	if (err == AC_OK || err == AC_ENOTFOUND) {
@@ -473,21 +494,7 @@ out:
 enum ac_err
 ac_repo_chat_delete(struct ac_repo *r, struct ac_str chat_id, struct ac_str user_id)
 {
-	struct ac_stmt *s;
-	enum ac_err err;
-	int64_t changed = 0;
-
-	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
-		return err;
-	if ((err = stmt(r, S_CHAT_DELETE, &s)) != AC_OK)
-		goto out;
-	ac_db_bind_str(s, 1, chat_id);
-	ac_db_bind_str(s, 2, user_id);
-	err = ac_repo_run(s, &changed);
-	if (err == AC_OK && changed == 0)
-		err = AC_ENOTFOUND;
-out:
-	return ac_repo_end(r, err);
+	return ac_repo_write_one(r, AC_SQL_CHATS, sql, S_CHAT_DELETE, chat_id, user_id);
 }
 
 static enum ac_err

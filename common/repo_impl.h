@@ -42,6 +42,11 @@ enum ac_err ac_repo_one_int(struct ac_stmt *s, int64_t *out);
  * Returns err, or the commit's failure. */
 enum ac_err ac_repo_end(struct ac_repo *r, enum ac_err err);
 
+/* One write of statement base + i of table, its parameters the strings a and b (b.ptr NULL: a alone),
+ * in a transaction of its own; AC_ENOTFOUND when it changed no row. */
+enum ac_err ac_repo_write_one(struct ac_repo *r, int base, const struct ac_sql *table, int i, struct ac_str a,
+    struct ac_str b);
+
 /* Steps a statement whose columns are CHAT_COLUMNS, handing each chat to fn; AC_ENOTFOUND if none. */
 enum ac_err ac_repo_each_chat(struct ac_stmt *s, ac_chat_fn fn, void *arg);
 

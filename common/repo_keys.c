@@ -164,21 +164,7 @@ ac_repo_key_list(struct ac_repo *r, struct ac_str user_id, ac_api_key_fn fn, voi
 enum ac_err
 ac_repo_key_delete(struct ac_repo *r, struct ac_str user_id, struct ac_str key_id)
 {
-	struct ac_stmt *s;
-	int64_t changed = 0;
-	enum ac_err err;
-
-	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
-		return err;
-	if ((err = stmt(r, S_KEY_DELETE, &s)) != AC_OK)
-		goto out;
-	ac_db_bind_str(s, 1, key_id);
-	ac_db_bind_str(s, 2, user_id);
-	err = ac_repo_run(s, &changed);
-	if (err == AC_OK && changed == 0)
-		err = AC_ENOTFOUND;
-out:
-	return ac_repo_end(r, err);
+	return ac_repo_write_one(r, AC_SQL_KEYS, sql, S_KEY_DELETE, key_id, user_id);
 }
 
 /* Moves the key's last_used_at to now, unless it was moved in the last minute. */

@@ -261,20 +261,7 @@ out:
 enum ac_err
 ac_repo_user_logout(struct ac_repo *r, struct ac_str id)
 {
-	struct ac_stmt *s;
-	enum ac_err err;
-	int64_t changed = 0;
-
-	if ((err = ac_db_begin(r->db, AC_TXN_WRITE)) != AC_OK)
-		return err;
-	if ((err = stmt(r, S_USER_LOGOUT, &s)) != AC_OK)
-		goto out;
-	ac_db_bind_str(s, 1, id);
-	err = ac_repo_run(s, &changed);
-	if (err == AC_OK && changed == 0)
-		err = AC_ENOTFOUND;
-out:
-	return ac_repo_end(r, err);
+	return ac_repo_write_one(r, AC_SQL_ACCOUNTS, sql, S_USER_LOGOUT, id, (struct ac_str){ NULL, 0 });
 }
 
 /* Runs statement i with id as its one parameter; *changed may be NULL. */
