@@ -44,7 +44,7 @@ DOC_OBJ = build/openapi_doc.o
 FCGI_OBJ = $(FCGI_SRC:%.c=build/%.o)
 HEADERS = $(wildcard common/*.h fcgi/*.h)
 UNIT_TESTS = $(patsubst tests/unit/%.c,build/tests/%,$(wildcard tests/unit/test_*.c))
-FUZZ_TARGETS = body target sse
+FUZZ_TARGETS = body target sse token
 REPLAYS = $(FUZZ_TARGETS:%=build/tests/replay_%)
 FUZZ_SECONDS ?= 60
 

@@ -161,7 +161,9 @@ ac_auth_verify(struct ac_str stored, const char *password, size_t len)
 static bool
 local_char(char ch)
 {
-	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || strchr("!#$%&'*+-/=?^_`{|}~.", ch) != NULL;
+	/* (strchr finds the terminator too: NUL is tested apart) */
+	return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+	    (ch != '\0' && strchr("!#$%&'*+-/=?^_`{|}~.", ch) != NULL);
 }
 
 static bool

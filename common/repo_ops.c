@@ -12,6 +12,8 @@ enum {
 	S_LEASE_TAKE,
 	S_OLD_MESSAGES,
 	S_OLD_CHATS_DELETE,
+	S_LIMITS_PRUNE,
+	S_SLOTS_PRUNE,
 	S_COUNT
 };
 
@@ -33,6 +35,10 @@ static const struct ac_sql sql[S_COUNT] = {
 	    "WHERE ops_leases.until <= $4 OR ops_leases.holder = excluded.holder", NULL },
 	[S_OLD_MESSAGES] = { "SELECT count(*) FROM messages WHERE chat_id IN (" OLD_CHATS ")", NULL },
 	[S_OLD_CHATS_DELETE] = { "DELETE FROM chats WHERE id IN (" OLD_CHATS ")", NULL },
+	/* Per-user limit rows that hold nothing current (the rate's clock past, no tokens today), and
+	 * the slots of processes that died: made again by the next send. */
+	[S_LIMITS_PRUNE] = { "DELETE FROM user_limits WHERE rate_tat < $1 AND token_day < $2", NULL },
+	[S_SLOTS_PRUNE] = { "DELETE FROM generation_slots WHERE until <= $1", NULL },
 };
 
 static enum ac_err
@@ -101,7 +107,7 @@ ac_repo_chat_title_if_none(struct ac_repo *r, struct ac_str chat_id, struct ac_s
 
 enum ac_err
 ac_repo_retention(struct ac_repo *r, const char *holder, int64_t now, int64_t lease_us, int64_t cutoff,
-    int64_t batch, bool *ran, int64_t *chats, int64_t *messages)
+    int64_t batch, bool prune, bool *ran, int64_t *chats, int64_t *messages)
 {
 	struct ac_stmt *s;
 	enum ac_err err;
@@ -120,6 +126,17 @@ ac_repo_retention(struct ac_repo *r, const char *holder, int64_t now, int64_t le
 	if ((err = ac_repo_run(s, &taken)) != AC_OK || taken == 0)
 		goto out;
 	*ran = true;
+	if (prune) {
+		if ((err = stmt(r, S_LIMITS_PRUNE, &s)) != AC_OK)
+			goto out;
+		ac_db_bind_int(s, 1, now);
+		ac_db_bind_int(s, 2, now / (86400LL * 1000000));
+		if ((err = ac_repo_run(s, NULL)) != AC_OK || (err = stmt(r, S_SLOTS_PRUNE, &s)) != AC_OK)
+			goto out;
+		ac_db_bind_int(s, 1, now);
+		if ((err = ac_repo_run(s, NULL)) != AC_OK)
+			goto out;
+	}
 	if ((err = stmt(r, S_OLD_MESSAGES, &s)) != AC_OK)
 		goto out;
 	ac_db_bind_int(s, 1, cutoff);

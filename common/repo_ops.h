@@ -28,10 +28,11 @@ enum ac_err ac_repo_chat_title_if_none(struct ac_repo *r, struct ac_str chat_id,
  * Retention: deletes the chats (their messages, keys with them) not updated since before cutoff
  * (microseconds since the epoch), at most batch of them, oldest first.  Only the holder of the
  * database's retention lease deletes: a process takes it when it is free or has run out (until
- * now + lease_us), so that one process at a time, on every host, runs it.  *ran says whether this one
- * held the lease; *chats and *messages count what went.
+ * now + lease_us), so that one process at a time, on every host, runs it.  With prune (a run's first
+ * batch), the per-user limit rows that hold nothing current and expired generation slots go too.
+ * *ran says whether this one held the lease; *chats and *messages count what went.
  */
 enum ac_err ac_repo_retention(struct ac_repo *r, const char *holder, int64_t now, int64_t lease_us,
-    int64_t cutoff, int64_t batch, bool *ran, int64_t *chats, int64_t *messages);
+    int64_t cutoff, int64_t batch, bool prune, bool *ran, int64_t *chats, int64_t *messages);
 
 #endif

@@ -2,8 +2,9 @@
  * Who the request's user is: the one place every chat, message and model route asks.
  *
  * AUTH=none (the original API): the user is the user_id the request names, in its query or its JSON
- * body, validated like any other field.  AUTH=token: the account of the bearer token, checked by
- * ac_authenticate before the handler runs (the router calls it for every route that is not open);
+ * body, validated like any other field.  AUTH=token: the account of the bearer token (a JWT, or a
+ * personal API key "sk-..."), checked by ac_authenticate before the handler runs (the router calls it
+ * for every route that is not open);
  * AUTH=remote-user: the account of the web server's REMOTE_USER, made on first sight.  In both
  * account modes a user_id in the request is ignored, so that no handler decides for itself.
  */

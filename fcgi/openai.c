@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../common/json.h"
+#include "../common/limits.h"
 #include "../common/log.h"
 #include "../common/util.h"
 #include "handlers.h"
@@ -43,7 +44,44 @@ oai_free(struct oai *o)
 	ac_llm_result_free(&o->res);
 	ac_provider_free(o->call);
 	free(o->owned);
+	free(o->limit_user);
 	free(o);
+}
+
+/* The user's generation slot back, with the provider's tokens it used (once). */
+static void
+limits_end(struct oai *o, int64_t tokens)
+{
+	if (!o->admitted)
+		return;
+	o->admitted = false;
+	ac_send_release(o->c, (struct ac_str){ o->limit_user, o->limit_user_len }, o->slot, tokens);
+}
+
+/* Admitted by the user's limits (as POST /chat is), or answered 429 (or 503) in OpenAI's shape. */
+static bool
+limits_admit(struct oai *o, struct ac_str user)
+{
+	struct ac_ctx *c = o->c;
+	int64_t until = ac_now_us() + ((int64_t)c->cfg->provider_timeout_s + 10) * 1000000;
+
+	if (!ac_send_admit(c, user, until, &o->slot)) {
+		ac_oai_reshape(c);
+		return false;
+	}
+	if (o->slot <= 0 && !ac_limits_on(&c->cfg->limits))
+		return true;
+	o->limit_user = malloc(user.len + 1);
+	if (o->limit_user == NULL) {
+		ac_send_release(c, user, o->slot, 0);
+		ac_oai_error(c, 500, "api_error", NULL, NULL, "Out of memory");
+		return false;
+	}
+	memcpy(o->limit_user, user.ptr, user.len);
+	o->limit_user[user.len] = '\0';
+	o->limit_user_len = user.len;
+	o->admitted = true;
+	return true;
 }
 
 /* {"error": {...}} into b. */
@@ -336,6 +374,7 @@ finish(struct oai *o)
 	c->log.prompt_tokens = res->prompt_tokens;
 	c->log.completion_tokens = res->completion_tokens;
 	store(o);
+	limits_end(o, res->prompt_tokens + res->completion_tokens);
 	/* A parked stream's head went out from the loop: this answer is that stream's rest. */
 	if (o->head_sent && !c->resp.committed)
 		ac_resp_resume(c, true, c->resp.failed);
@@ -567,6 +606,8 @@ ac_h_v1_chat_completions(struct ac_ctx *c, const struct ac_str *args)
 		ac_oai_error(c, 503, "api_error", NULL, "no_api_key", "GROQ_API_KEY is not set");
 		goto out;
 	}
+	if (user_ok && !limits_admit(o, user))
+		goto out;
 	if (chat_header != NULL && !begin_store(o, chat_header, user_ok, user, msgs, n))
 		goto out;
 	call(o, msgs, n);
@@ -576,6 +617,8 @@ out:
 	json_object_put(body);
 	ac_verrs_free(&v);
 	ac_verrs_free(&uv);
-	if (!c->parked)
+	if (o != NULL && !c->parked) {
+		limits_end(o, 0);	/* refused before the call (a finished call gave its slot back) */
 		oai_free(o);
+	}
 }

@@ -31,6 +31,12 @@ struct oai {
 	char *owned;
 	struct ac_str chat_id, user_id;
 	struct ac_send state;
+
+	/* The per-user send limits (send_limits.c): admitted like a POST /chat, released at the end. */
+	bool admitted;
+	int64_t slot;
+	char *limit_user;
+	size_t limit_user_len;
 };
 
 /* Answers {"error": {message, type, param, code}} with status (cuts a committed answer short). */

@@ -43,7 +43,7 @@ run_once(struct ac_repo *repo)
 		int64_t c = 0, m = 0;
 		bool held;
 
-		err = ac_repo_retention(repo, ret.holder, ac_now_us(), lease, cutoff, BATCH, &held, &c, &m);
+		err = ac_repo_retention(repo, ret.holder, ac_now_us(), lease, cutoff, BATCH, !ran, &held, &c, &m);
 		if (err != AC_OK) {
 			ac_log(AC_LOG_WARN, "retention: %s (%s); trying again in %d s", ac_strerror(err),
 			    ac_repo_errmsg(repo), cfg->retention_interval_s);

@@ -57,7 +57,7 @@ def register_login_me_logout():
 def register_validates_email_and_password():
     _, s = token_stack()
     bad_email = {"loc": ["body", "email"], "msg": "value is not a valid email address", "type": "value_error.email"}
-    for email in ("no-at-sign", "a@b", "two@@example.com", "sp ace@example.com", "@example.com", "a@.com",
+    for email in ("no-at-sign", "a@b", "two@@example.com", "sp ace@example.com", "@example.com", "a@.com", "a\u0000b@example.com",
                   "x" * 250 + "@example.com"):
         expect_422(s, "POST", "/auth/register", [bad_email], json={"email": email, "password": PASSWORD})
     expect_422(s, "POST", "/auth/register", [too_short(8, "body", "password")],
@@ -114,6 +114,9 @@ def protected_routes(chat_id, message_id, user_id):
         ("GET", "/admin/users", None), ("POST", "/admin/users", {"email": new_email(), "password": PASSWORD}),
         ("PATCH", f"/admin/users/{user_id}/role", {"role": "admin"}), ("DELETE", f"/admin/users/{user_id}", None),
         ("GET", f"/admin/users/{user_id}/chats", None), ("GET", f"/admin/chats/{chat_id}/messages", None),
+        # personal API keys (test_api_keys.py)
+        ("GET", "/auth/keys", None), ("POST", "/auth/keys", {"name": "x"}), ("DELETE", f"/auth/keys/{chat_id}", None),
+        ("GET", f"/admin/users/{user_id}/keys", None), ("DELETE", f"/admin/users/{user_id}/keys/{chat_id}", None),
     ]
 
 

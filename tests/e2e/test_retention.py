@@ -33,14 +33,24 @@ def wait_for(what, cond, timeout=15):
 def old_chats_are_deleted_once_by_one_process_at_a_time():
     with FakeProvider() as p, two_stacks(p, RETENTION_DAYS="2", RETENTION_INTERVAL_S="1") as (a, b):
         user = new_user("keep")
+        t = tag()
         old, fresh = [], []
         for i in range(6):
             chat_id = create_chat(a, user, f"chat {i}")["id"]
-            status, _, data = send(a, chat_id, user, f"hello {tag()}", headers={"Idempotency-Key": f"k{i}-{tag()}"})
+            status, _, data = send(a, chat_id, user, f"hello findme{t}x{i}",
+                                   headers={"Idempotency-Key": f"k{i}-{tag()}"})
             assert status == 200, data
             insert_messages(a, chat_id, [f"m{j}" for j in range(4)])
             (old if i % 2 == 0 else fresh).append(chat_id)
         now = now_micros()
+        day = now // DAY_US
+        # limit rows: one with nothing current (pruned), one with today's tokens, one mid-minute
+        a.sql("INSERT INTO user_limits (user_id, rate_tat, token_day, tokens) VALUES ('idle', ?, ?, 5)",
+              (now - DAY_US, day - 1))
+        a.sql("INSERT INTO user_limits (user_id, rate_tat, token_day, tokens) VALUES ('today', 0, ?, 5)", (day,))
+        a.sql("INSERT INTO user_limits (user_id, rate_tat, token_day, tokens) VALUES ('busy', ?, 0, 0)",
+              (now + 3600 * 1000000,))
+        a.sql("INSERT INTO generation_slots (user_id, until) VALUES ('dead', 1), ('alive', ?)", (now + DAY_US,))
         for chat_id in old:          # not updated for three days
             a.sql("UPDATE chats SET updated_at = ? WHERE id = ?", (now - 3 * DAY_US, chat_id))
         a.sql("UPDATE chats SET updated_at = ? WHERE id = ?", (now - 2 * DAY_US + 3600 * 1000000, fresh[0]))
@@ -48,6 +58,12 @@ def old_chats_are_deleted_once_by_one_process_at_a_time():
                  lambda: a.sql("SELECT count(*) FROM chats WHERE user_id = ?", (user,))[0][0] == len(fresh))
         left = {r[0] for r in a.sql("SELECT id FROM chats WHERE user_id = ?", (user,))}
         assert left == set(fresh), left
+        wait_for("the idle limit row pruned",
+                 lambda: a.sql("SELECT count(*) FROM user_limits WHERE user_id = 'idle'") == [(0,)])
+        assert sorted(r[0] for r in a.sql("SELECT user_id FROM user_limits WHERE user_id IN "
+                                          "('idle', 'today', 'busy')")) == ["busy", "today"]
+        assert [r[0] for r in a.sql("SELECT user_id FROM generation_slots WHERE user_id IN ('dead', 'alive')")] \
+            == ["alive"]
         for chat_id in old:
             expect(b, "GET", f"/chats/{chat_id}" + qs(user_id=user), 404)
             assert a.sql("SELECT count(*) FROM messages WHERE chat_id = ?", (chat_id,)) == [(0,)]
@@ -55,6 +71,10 @@ def old_chats_are_deleted_once_by_one_process_at_a_time():
         for chat_id in fresh:
             _, chat = expect(b, "GET", f"/chats/{chat_id}" + qs(user_id=user), 200)
             assert chat["message_count"] == 6, chat
+        # nothing of the deleted chats is left in the search index
+        for i in range(6):
+            _, found = expect(b, "GET", "/search" + qs(user_id=user, q=f"findme{t}x{i}"), 200)
+            assert bool(found["total"]) == (i % 2 == 1), (i, found)
         # each old chat deleted once, counted once (6 messages each)
         wait_for("the log lines", lambda: sum(int(c) for c, *_ in retention_lines(a, b)) == len(old))
         lines = retention_lines(a, b)

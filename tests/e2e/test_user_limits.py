@@ -260,3 +260,39 @@ def limits_follow_the_token_account_and_go_with_it():
         assert resp.status == 204, resp.describe()
         assert s.sql("SELECT count(*) FROM user_limits WHERE user_id = ?", (user["id"],)) == [(0,)]
         assert s.sql("SELECT count(*) FROM user_limits WHERE user_id = ?", (other["id"],)) == [(1,)]
+
+
+@test
+def openai_completions_count_against_the_same_limits():
+    # /v1/chat/completions is a send like POST /chat: it takes the user's rate and tokens, and a refusal
+    # is OpenAI's 429 rate_limit_exceeded (the SDK's RateLimitError), the model not asked.
+    with FakeProvider() as p, two_stacks(p, CHAT_RATE_PER_MINUTE="2") as (a, b):
+        user = new_user("v1rate")
+        chat_id = create_chat(a, user)["id"]
+        t = tag()
+        status, _, data = send(a, chat_id, user, f"{t} chat")
+        assert status == 200, data
+        body = {"model": "fast", "messages": [{"role": "user", "content": f"{t} v1"}]}
+        resp = b.request("POST", f"/v1/chat/completions?user_id={user}", json=body)
+        assert resp.status == 200, resp.describe()
+        resp = a.request("POST", f"/v1/chat/completions?user_id={user}",
+                         json={"model": "fast", "messages": [{"role": "user", "content": f"{t} over"}]})
+        assert resp.status == 429, resp.describe()
+        err = resp.data()["error"]
+        assert err["type"] == "rate_limit_error" and err["code"] == "rate_limit_exceeded", err
+        assert resp.headers.get("retry-after", "").isdigit(), resp.headers
+        assert not p.requests_for(f"{t} over"), "the model was asked past the limit"
+        status, headers, data = send(b, chat_id, user, f"{t} chat again")
+        check_refused(status, headers, data, "")
+        assert slots(a, user) == 0, "a /v1 completion kept its generation slot"
+    with FakeProvider() as p, two_stacks(p, TOKENS_PER_DAY="1") as (a, b):
+        user = new_user("v1tokens")
+        t = tag()
+        body = {"model": "fast", "messages": [{"role": "user", "content": f"{t} first"}]}
+        resp = a.request("POST", f"/v1/chat/completions?user_id={user}", json=body)
+        assert resp.status == 200, resp.describe()
+        used = a.sql("SELECT tokens FROM user_limits WHERE user_id = ?", (user,))
+        assert used and used[0][0] >= 1, used
+        resp = b.request("POST", f"/v1/chat/completions?user_id={user}",
+                         json={"model": "fast", "messages": [{"role": "user", "content": f"{t} second"}]})
+        assert resp.status == 429 and resp.data()["error"]["code"] == "rate_limit_exceeded", resp.describe()

@@ -240,6 +240,18 @@ def installs_into_a_clean_debian_root():
         check(status == 201 and '"pkg@example.com"' in body, f"POST /auth/register: {status} {body!r}")
         status, body = root.cgi("POST", "/auth/login", account)
         check(status == 200 and '"access_token"' in body, f"POST /auth/login: {status} {body!r}")
+        # the first admin is made on the host: ai-chat-fcgi user add (the password on stdin), as the
+        # service's user with the package's settings; the admin then logs in and lists the users
+        r = root.sh(f"cd {STATE} && printf '%s\\n' 'admin password 1' | "
+                    f"AI_CHAT_CONFIG={SETTINGS} /usr/bin/ai-chat-fcgi user add admin@example.com --admin",
+                    user="_ai-chat")
+        check("admin@example.com" in r.stdout + r.stderr, f"user add said: {r.stdout!r} {r.stderr!r}")
+        admin = '{"email": "admin@example.com", "password": "admin password 1"}'
+        status, body = root.cgi("POST", "/auth/login", admin)
+        check(status == 200 and '"access_token"' in body, f"the admin's POST /auth/login: {status} {body!r}")
+        users = sqlite3.connect(root.file(f"{STATE}/ai_chat.db")).execute(
+            "SELECT email, role FROM users ORDER BY email").fetchall()
+        check(users == [("admin@example.com", "admin"), ("pkg@example.com", "user")], f"users: {users}")
         db = root.file(f"{STATE}/ai_chat.db")
         check(db.exists(), "no database in the state directory")
         version = sqlite3.connect(db).execute("PRAGMA user_version").fetchone()[0]
@@ -248,7 +260,7 @@ def installs_into_a_clean_debian_root():
             check(root.file(f"/lib/systemd/system/{unit}").exists(), f"no {unit}")
         check(root.file("/etc/systemd/system/sockets.target.wants/ai-chat-fcgi.socket").is_symlink(),
               "the socket is not enabled")
-        return "user, state directory, settings 0640, secret, CGI /health 200, schema current"
+        return "user, state directory, settings 0640, secret, CGI /health 200, accounts, user add --admin, schema current"
     finally:
         root.close()
 

@@ -59,6 +59,14 @@ emails(void **state)
 	assert_true(email("a@c..com", NULL));
 	assert_true(email("a@c_d.com", NULL));
 	assert_true(email("\xc3\xa9@c.com", NULL));
+	/* a NUL inside (found by fuzz_token: strchr matched the terminator) */
+	{
+		char out[AC_EMAIL_MAX + 1];
+		size_t len;
+
+		assert_false(ac_auth_email((struct ac_str){ "a\0b@c.com", 9 }, out, &len));
+		assert_false(ac_auth_email((struct ac_str){ "ab@c.com\0", 9 }, out, &len));
+	}
 	memset(long_local, 'a', 65);
 	memcpy(long_local + 65, "@c.com", 7);
 	assert_true(email(long_local, NULL));

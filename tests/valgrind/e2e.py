@@ -28,7 +28,7 @@ import harness  # noqa: E402
 WRAPPER = os.path.join(HERE, "worker.sh")
 DEFAULT_MODULES = ("basics chat_routes chats_create chats_list messages unicode validation cors limits "
                    "status_lines storage model_send model_stream model_regenerate model_idempotency "
-                   "model_faults model_context loop_parked loop_slow_reader conditional_requests")
+                   "model_faults model_context loop_parked loop_slow_reader conditional_requests auth auth_admin")
 MAX_THREADS = 4
 # Tests left out (VALGRIND_E2E_SKIP, space-separated full names), each with its reason:
 # loop_parked.sigkill_of_a_worker_holding_parked_chats needs two worker processes (one runs here).
