@@ -15,6 +15,7 @@
     chats: [],
     chat: null,            // the open Chat
     messages: [],
+    more: false,           // earlier messages lie before those read
     models: [],
     defaultModel: null,
     streaming: null,       // {controller} while a reply streams in
@@ -235,14 +236,56 @@
     select.value = c.model || "";
   }
 
+  var PAGE = 200;   // messages read at once; earlier ones on request
+
+  /* A page of the active path: {msgs, more} (more: earlier messages lie before it, X-Has-More). */
+  function getPage(chatId, query) {
+    return fetch(withUser("/chats/" + chatId + "/messages?" + query), { headers: headers() }).then(function (resp) {
+      return resp.json().catch(function () { return null; }).then(function (data) {
+        if (!resp.ok) throw new Error(detail(data, resp.status));
+        return { msgs: data, more: resp.headers.get("X-Has-More") === "true" };
+      });
+    });
+  }
+
+  function has(id) {
+    return state.messages.some(function (m) { return m.id === id; });
+  }
+
+  /* Earlier pages until the message to show (a search result) is among those read. */
+  function reveal(chatId, pages) {
+    if (!state.highlight || has(state.highlight) || !state.more || !state.messages.length || pages > 50)
+      return Promise.resolve();
+    return getPage(chatId, "before=" + state.messages[0].id + "&limit=" + PAGE).then(function (p) {
+      state.messages = p.msgs.concat(state.messages);
+      state.more = p.more;
+      return reveal(chatId, pages + 1);
+    });
+  }
+
   function loadMessages() {
     var c = state.chat;
     if (!c) return Promise.resolve();
-    return api("GET", "/chats/" + c.id + "/messages?newest=true&limit=500").then(function (msgs) {
+    return getPage(c.id, "newest=true&limit=" + PAGE).then(function (p) {
       if (!state.chat || state.chat.id !== c.id) return;
-      state.messages = msgs;
-      renderMessages();
+      state.messages = p.msgs;
+      state.more = p.more;
+      return reveal(c.id, 0).then(function () { renderMessages(); });
     });
+  }
+
+  function loadEarlier() {
+    var c = state.chat, list = $("messages");
+    if (!c || !state.messages.length) return;
+    getPage(c.id, "before=" + state.messages[0].id + "&limit=" + PAGE).then(function (p) {
+      if (!state.chat || state.chat.id !== c.id) return;
+      var fromBottom = list.scrollHeight - list.scrollTop;
+      state.messages = p.msgs.concat(state.messages);
+      state.more = p.more;
+      renderMessages(true);
+      list.scrollTop = list.scrollHeight - fromBottom;   // the messages read before stay in view
+      if ($("earlier")) $("earlier").focus();
+    }).catch(fail);
   }
 
   /* Markdown, its raw HTML escaped (shown as text), then sanitized. */
@@ -313,16 +356,19 @@
     return li;
   }
 
-  function renderMessages() {
+  function renderMessages(keepScroll) {
     var list = $("messages");
     list.textContent = "";
+    if (state.more)
+      list.appendChild(el("li", { class: "earlier" }, [el("button", { type: "button", id: "earlier",
+        class: "secondary small", text: "Load earlier messages", onclick: loadEarlier })]));
     state.messages.forEach(function (m, i) { list.appendChild(messageNode(m, i === state.messages.length - 1)); });
     if (state.highlight) {
       var target = list.querySelector("[data-id='" + state.highlight + "']");
       state.highlight = null;
       if (target) { target.classList.add("highlight"); target.scrollIntoView({ block: "center" }); return; }
     }
-    list.scrollTop = list.scrollHeight;
+    if (!keepScroll) list.scrollTop = list.scrollHeight;
   }
 
   function switchTo(id) {

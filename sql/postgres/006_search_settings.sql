@@ -10,11 +10,29 @@ CREATE INDEX chats_listed ON chats (user_id, archived, pinned DESC, updated_at D
 -- The search index (GET /search): a tsvector of each title and of each message, a generated column
 -- (so it is written in the writing transaction, and built here for the rows from before), under a
 -- GIN index.  The configuration ac_search is 'simple' (no stemming, no stop words: any language)
--- with diacritics removed (the unaccent extension, trusted: a database owner may create it).
-CREATE EXTENSION IF NOT EXISTS unaccent;
+-- with diacritics removed by the unaccent extension (trusted: a database owner may create it; one
+-- made already, in whatever schema, is used).  A user who may not create it gets 'simple' alone:
+-- the search then tells "é" from "e".
+DO $$
+BEGIN
+    CREATE EXTENSION IF NOT EXISTS unaccent;
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE NOTICE 'unaccent is not available to this user: the search keeps diacritics';
+END
+$$;
 CREATE TEXT SEARCH CONFIGURATION ac_search (COPY = simple);
-ALTER TEXT SEARCH CONFIGURATION ac_search ALTER MAPPING FOR asciiword, asciihword, hword_asciipart,
-    word, hword, hword_part WITH unaccent, simple;
+DO $$
+DECLARE
+    dict text;
+BEGIN
+    SELECT quote_ident(n.nspname) || '.' || quote_ident(d.dictname) INTO dict FROM pg_ts_dict d
+        JOIN pg_namespace n ON n.oid = d.dictnamespace WHERE d.dictname = 'unaccent' LIMIT 1;
+    IF dict IS NOT NULL THEN
+        EXECUTE 'ALTER TEXT SEARCH CONFIGURATION ac_search ALTER MAPPING FOR asciiword, asciihword, '
+            'hword_asciipart, word, hword, hword_part WITH ' || dict || ', simple';
+    END IF;
+END
+$$;
 
 -- Titles and contents are bytea (UTF-8 from the API, NUL included): as text for the search.  A NUL
 -- has no place in text; such a rare value is searched in its escaped form (its ASCII words found).

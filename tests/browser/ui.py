@@ -360,6 +360,41 @@ def export_downloads(ctx):
         check(got["href"].startswith("blob:"), f"the download is not made in the page: {got['href']}")
 
 
+def long_chat_pages_back(ctx):
+    """A chat of 450 messages (imported): the newest 200 first, earlier ones on request, and a search
+    result among the oldest brought into view."""
+    msgs = [{"id": i + 1, "parent_id": i or None, "role": ("user", "assistant")[i % 2],
+             "content": f"message number {i + 1}" + (" about a quokka" if i == 4 else ""),
+             "created_at": "2026-01-01T00:00:00Z"} for i in range(450)]
+    status, got = ctx.api("POST", "/import", {"chats": [{"title": "Long one", "created_at": "2026-01-01T00:00:00Z",
+                                                         "updated_at": "2099-01-01T00:00:00Z", "messages": msgs}]})
+    check(status == 201, f"the import: {status} {got}")
+    ctx.click("#show-active")
+    button = poll(lambda: ctx.js("return Array.from(document.querySelectorAll('#chat-list button'))"
+                                 ".filter(function (b) { return b.textContent === 'Long one'; })[0];"), 10)
+    check(element(button), "the imported chat is not listed")
+    ctx.b.click(element(button))
+    check(poll(lambda: len(ctx.messages()) == 200, 10), f"{len(ctx.messages())} messages shown, not the newest 200")
+    check(ctx.messages()[-1]["text"].strip() == "message number 450", "the newest message is not last")
+    for shown in (400, 450):
+        ctx.click("#earlier")
+        check(poll(lambda: len(ctx.messages()) == shown, 10), f"{len(ctx.messages())} shown, not {shown}")
+    check(not ctx.q("#earlier"), "Load earlier is still offered at the first message")
+    check(ctx.messages()[0]["text"].strip() == "message number 1", "the first message is not first")
+    ctx.shot("long-chat")
+    # A search result far back: the page reads back to it.
+    ctx.click("#chat-list button")   # another chat first
+    ctx.js("var s = document.getElementById('search'); s.value = 'quokka'; s.dispatchEvent(new Event('input'));")
+    check(poll(lambda: ctx.js("return !document.getElementById('search-results').hidden && Array.from("
+                              "document.querySelectorAll('#search-results mark')).some(function (m) {"
+                              "return m.textContent === 'quokka'; });"), 10), "no search result for quokka")
+    ctx.click("#search-results:not([hidden]) li button[data-message]:not([data-message=''])")
+    check(poll(lambda: ctx.q("#messages .message.highlight"), 10), "the old result's message is not shown")
+    check("quokka" in ctx.js("return document.querySelector('#messages .message.highlight').textContent;"),
+          "the highlighted message is not the match")
+    ctx.js("var s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input'));")
+
+
 def delete_after_confirming(ctx):
     title = ctx.js("return document.getElementById('chat-title').textContent;")
     ctx.click("#delete")
@@ -467,7 +502,7 @@ def no_accounts_asks_for_a_user_id(ctx):
 TESTS = [sign_up_and_log_in, new_chat_and_streamed_reply, stop_keeps_an_incomplete_reply,
          markdown_is_rendered_and_sanitized, edit_and_flip_branches, regenerate_adds_an_alternative,
          model_choice_is_the_chats, rename_pin_archive, search_finds_and_opens, export_downloads,
-         delete_after_confirming, keyboard_only, phone_viewport, no_request_leaves_the_host,
+         long_chat_pages_back, delete_after_confirming, keyboard_only, phone_viewport, no_request_leaves_the_host,
          no_accounts_asks_for_a_user_id]
 
 

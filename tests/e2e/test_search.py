@@ -193,6 +193,28 @@ def migration_builds_the_index_of_existing_data():
             check_migrated(stack, chat_id)
 
 
+@test
+def postgres_without_unaccent_still_searches():
+    """A database user who may not create the unaccent extension: migration 006 goes through with
+    'simple' alone, and the search works, diacritics kept (é is not e)."""
+    from harness import postgres_only
+    postgres_only("PostgreSQL's extensions")
+    with pg_database("plain") as (cluster, name, url):
+        role = f"plain_{name[-12:]}"
+        cluster.psql(name, f'CREATE ROLE "{role}" LOGIN')
+        cluster.psql(name, f'GRANT CONNECT, TEMPORARY ON DATABASE "{name}" TO "{role}"; '
+                           f'GRANT ALL ON SCHEMA public TO "{role}"')
+        plain_url = url.replace("postgresql://ai@", f"postgresql://{role}@")
+        with Stack(env={"WORKER_PROCESSES": "1"}, database_url=plain_url) as stack:
+            assert cluster.psql(name, "SELECT count(*) FROM pg_extension WHERE extname = 'unaccent'").strip() == "0"
+            user = new_user("plain")
+            chat = create_chat(stack, user, "Café plans")
+            insert_messages(stack, chat["id"], ["we meet at the café"])
+            assert search(stack, user, "café")["total"] == 2
+            assert search(stack, user, "cafe")["total"] == 0
+            assert search(stack, user, "plan")["total"] == 1
+
+
 def check_migrated(stack, chat_id):
     got = search(stack, "old", "zebra")
     assert [(r["chat_id"], r["message_id"], r["role"]) for r in got["results"]] == [(chat_id, 1, "user")], got
