@@ -240,6 +240,26 @@ def metrics_prometheus_scrapes_the_stack_and_counts_our_requests():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def fastcgi_passes(text):
+    """(line, the fastcgi_param values it gets) for every fastcgi_pass: nginx gives a block the
+    fastcgi_params of the nearest enclosing level that has any (a level with one of its own inherits none)."""
+    stack = [[]]        # the params of each open block, outermost first
+    out = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        for part in re.split(r"(?<=[{};])", line):
+            part = part.strip()
+            if part.endswith("{"):
+                stack.append([])
+            elif part == "}":
+                stack.pop()
+            elif part.startswith("fastcgi_param "):
+                stack[-1].append(part[len("fastcgi_param "):].rstrip(";").strip())
+            elif part.startswith("fastcgi_pass "):
+                out.append((n, list(stack)))    # the blocks, read to their ends before they are asked
+    return [(n, next((p for p in reversed(blocks) if p), [])) for n, blocks in out]
+
+
 @test
 def every_shipped_nginx_configuration_passes_the_request_id():
     found = []
@@ -248,7 +268,7 @@ def every_shipped_nginx_configuration_passes_the_request_id():
         if "fastcgi_pass" not in text:
             continue
         found.append(path.name)
-        passes = len(re.findall(r"^\s*fastcgi_pass\s", text, re.M))
-        ids = len(re.findall(r"^\s*fastcgi_param REQUEST_ID\s+\$request_id;", text, re.M))
-        assert ids == passes, f"{path}: {passes} fastcgi_pass, {ids} fastcgi_param REQUEST_ID $request_id"
+        for line, params in fastcgi_passes(text):
+            assert any(re.match(r"REQUEST_ID\s+\$request_id$", p) for p in params), \
+                f"{path}:{line}: the fastcgi_pass there gets no fastcgi_param REQUEST_ID $request_id"
     assert "nginx.conf.example" in found and "nginx-site.conf" in found, found
