@@ -147,6 +147,44 @@ lock_until(const struct ac_config *cfg)
 	return ac_now_us() + ((int64_t)cfg->provider_timeout_s + 10) * 1000000;
 }
 
+/* What every send checks before it reads the database: the request's own errors, then the key. */
+static bool
+request_ok(struct send *s, struct ac_verrs *v)
+{
+	if (v->count > 0) {
+		ac_resp_invalid(s->c, v);
+		return false;
+	}
+	if (s->c->cfg->api_key[0] == '\0') {
+		ac_resp_error(s->c, 503, "GROQ_API_KEY is not set");
+		return false;
+	}
+	return true;
+}
+
+/* Admitted by the user's limits (its slot then given back at the send's end), or answered 429. */
+static bool
+admit(struct send *s)
+{
+	if (!ac_send_admit(s->c, s->user_id, lock_until(s->c->cfg), &s->slot))
+		return false;
+	s->admitted = true;
+	return true;
+}
+
+/* A route's end: a send not parked on the loop is over here (its slot back if the model was never
+ * called); a parked one is the loop's, not to be touched (c says which). */
+static void
+route_end(struct ac_ctx *c, struct send *s, struct json_object *body, struct ac_verrs *v)
+{
+	json_object_put(body);
+	ac_verrs_free(v);
+	if (!c->parked) {
+		ac_send_limits_end(s, 0);
+		ac_send_free(s);
+	}
+}
+
 void
 ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 {
@@ -181,14 +219,8 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		if (ac_valid_str(&v, "header", &key_spec, &key, &s->idem_key) == false)
 			s->idem_key.ptr = NULL;
 	}
-	if (v.count > 0) {
-		ac_resp_invalid(c, &v);
+	if (!request_ok(s, &v))
 		goto out;
-	}
-	if (c->cfg->api_key[0] == '\0') {
-		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
-		goto out;
-	}
 	/* The chat's settings (a new chat has none); a message that cannot fit the model's context is
 	 * refused before it is stored. */
 	if (s->chat_id.ptr != NULL && !chat_settings(s))
@@ -197,9 +229,8 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 		ac_send_too_long(s, ac_send_estimate_tokens(message.len));
 		goto out;
 	}
-	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
+	if (!admit(s))
 		goto out;
-	s->admitted = true;
 	s->titles = true;
 	if (s->chat_id.ptr == NULL) {
 		err = ac_repo_chat_create(c->repo, s->user_id, (struct ac_str){ NULL, 0 }, new_chat, s);
@@ -216,12 +247,7 @@ ac_h_chat_send(struct ac_ctx *c, const struct ac_str *args)
 	}
 	ac_send_proceed(s, &v);
 out:
-	json_object_put(body);
-	ac_verrs_free(&v);
-	if (!c->parked) {
-		ac_send_limits_end(s, 0);
-		ac_send_free(s);
-	}
+	route_end(c, s, body, &v);
 }
 
 void
@@ -240,20 +266,13 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 	if (!ac_request_object(c, &v, false, &body))
 		goto out;
 	model_and_stream(s, &v, body);
-	if (v.count > 0) {
-		ac_resp_invalid(c, &v);
-		goto out;
-	}
 	s->chat_id = args[0];
-	if (c->cfg->api_key[0] == '\0') {
-		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
+	if (!request_ok(s, &v))
 		goto out;
-	}
 	if (!chat_id_uuid(s) || !chat_settings(s))
 		goto out;
-	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
+	if (!admit(s))
 		goto out;
-	s->admitted = true;
 	err = ac_repo_regenerate_begin(c->repo, s->chat_id, s->user_id, lock_until(c->cfg), &s->state);
 	if (err != AC_OK) {
 		ac_resp_repo_error(c, err, s->chat_id);
@@ -261,12 +280,7 @@ ac_h_chat_regenerate(struct ac_ctx *c, const struct ac_str *args)
 	}
 	ac_send_proceed(s, &v);
 out:
-	json_object_put(body);
-	ac_verrs_free(&v);
-	if (!c->parked) {
-		ac_send_limits_end(s, 0);
-		ac_send_free(s);
-	}
+	route_end(c, s, body, &v);
 }
 
 void
@@ -326,24 +340,17 @@ ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
 		ac_valid_body_str(&v, body, &content_spec, &content, &present);
 		model_and_stream(s, &v, body);
 	}
-	if (v.count > 0) {
-		ac_resp_invalid(c, &v);
-		goto out;
-	}
 	s->chat_id = args[0];
-	if (c->cfg->api_key[0] == '\0') {
-		ac_resp_error(c, 503, "GROQ_API_KEY is not set");
+	if (!request_ok(s, &v))
 		goto out;
-	}
 	if (!chat_id_uuid(s) || !chat_settings(s))
 		goto out;
 	if (ac_send_estimate_tokens(content.len) > ac_send_history_budget(s)) {
 		ac_send_too_long(s, ac_send_estimate_tokens(content.len));
 		goto out;
 	}
-	if (!ac_send_admit(c, s->user_id, lock_until(c->cfg), &s->slot))
+	if (!admit(s))
 		goto out;
-	s->admitted = true;
 	err = ac_repo_edit_begin(c->repo, s->chat_id, s->user_id, message_id, content, lock_until(c->cfg),
 	    &s->state);
 	if (err != AC_OK) {
@@ -356,10 +363,5 @@ ac_h_message_edit(struct ac_ctx *c, const struct ac_str *args)
 	}
 	ac_send_proceed(s, &v);
 out:
-	json_object_put(body);
-	ac_verrs_free(&v);
-	if (!c->parked) {
-		ac_send_limits_end(s, 0);
-		ac_send_free(s);
-	}
+	route_end(c, s, body, &v);
 }
