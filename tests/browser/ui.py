@@ -576,7 +576,9 @@ def main():
         if cluster is not None:
             cluster.stop()
     print(f"    screenshots in {out}", flush=True)
-    print(f"ui: {passed} passed, {failed} failed", flush=True)
+    # tests/run.sh counts the line of the suite's own name: ui, or ui-pg on PostgreSQL
+    name = "ui-pg" if os.environ.get("E2E_DB") == "postgres" else "ui"
+    print(f"{name}: {passed} passed, {failed} failed", flush=True)
     return 1 if failed else 0
 
 
