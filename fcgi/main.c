@@ -47,7 +47,7 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: %s [--socket PATH] [--check-config] [--config-value NAME] [--routes] [--version]\n"
 	    "       %s user add EMAIL [--admin] | user role EMAIL admin|user | user adopt OLD_USER_ID EMAIL\n"
-	    "       %s db copy FROM_URL TO_URL [--force]\n"
+	    "       %s db copy FROM_URL TO_URL [--force] | db backup PATH [--force] | db check [URL]\n"
 	    "Serves the AI chat API over FastCGI: on the unix socket PATH (or FCGI_SOCKET), or on the\n"
 	    "listening socket passed as fd 0 (spawn-fcgi, systemd).  Settings come from the environment\n"
 	    "and ./.env; see README.md.\n", PROGRAM, PROGRAM, PROGRAM);
