@@ -126,6 +126,13 @@ ac_db_rollback(struct ac_db *db)
 	db->ops->rollback(db);
 }
 
+void
+ac_db_trim(struct ac_db *db)
+{
+	if (db != NULL && db->ops->trim != NULL && !db->ops->in_txn(db))
+		db->ops->trim(db);
+}
+
 bool
 ac_db_in_txn(const struct ac_db *db)
 {

@@ -101,6 +101,9 @@ enum ac_err ac_db_begin(struct ac_db *db, enum ac_db_txn mode);
 enum ac_err ac_db_commit(struct ac_db *db);
 void ac_db_rollback(struct ac_db *db);
 bool ac_db_in_txn(const struct ac_db *db);
+/* After a large request: the connection gives back the cache it grew for it (SQLite's page cache,
+ * the search index's buffers); other engines keep nothing of the kind. */
+void ac_db_trim(struct ac_db *db);
 
 /* ---- schema ---- */
 

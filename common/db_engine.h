@@ -27,6 +27,8 @@ struct ac_db_ops {
 	enum ac_err (*commit)(struct ac_db *db);
 	void (*rollback)(struct ac_db *db);
 	bool (*in_txn)(const struct ac_db *db);
+	/* Gives back the memory the connection keeps for reuse beyond its needs; NULL: nothing to do. */
+	void (*trim)(struct ac_db *db);
 
 	/* Migrations: a write transaction that also holds the schema lock (other processes and hosts
 	 * wait), the version recorded in the database, and running a whole script. */

@@ -402,6 +402,12 @@ lite_schema_set_version(struct ac_db *d, int version)
 	return exec((struct lite *)d, pragma);
 }
 
+static void
+lite_trim(struct ac_db *d)
+{
+	(void)sqlite3_db_release_memory(((struct lite *)d)->db);
+}
+
 static enum ac_err
 lite_exec_script(struct ac_db *d, const char *sql)
 {
@@ -427,6 +433,7 @@ const struct ac_db_ops ac_db_sqlite_ops = {
 	.commit = lite_commit,
 	.rollback = lite_rollback,
 	.in_txn = lite_in_txn,
+	.trim = lite_trim,
 	.schema_begin = lite_schema_begin,
 	.schema_version = lite_schema_version,
 	.schema_set_version = lite_schema_set_version,

@@ -125,6 +125,13 @@ ac_repo_open(const struct ac_db_conf *conf, struct ac_repo **out)
 }
 
 void
+ac_repo_trim(struct ac_repo *r)
+{
+	if (r != NULL)
+		ac_db_trim(r->db);
+}
+
+void
 ac_repo_close(struct ac_repo *r)
 {
 	if (r == NULL)

@@ -82,6 +82,8 @@ enum ac_err ac_repo_migrate(const struct ac_db_conf *conf, char *msg, size_t msg
 
 enum ac_err ac_repo_open(const struct ac_db_conf *conf, struct ac_repo **out);
 void ac_repo_close(struct ac_repo *r);
+/* After a large request: the connection gives back the memory it grew for it (ac_db_trim). */
+void ac_repo_trim(struct ac_repo *r);
 
 /* The storage engine's words for the last failure, for a 503 detail (never NULL). */
 const char *ac_repo_errmsg(const struct ac_repo *r);

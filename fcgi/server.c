@@ -314,6 +314,18 @@ abort_connection(struct ac_ctx *c)
 	shutdown(c->fcgi.ipcFd, SHUT_RDWR);
 }
 
+/*
+ * After a large request (its body, or its answer, past SCRATCH_KEEP): the thread's database
+ * connection gives back what it grew for it, as the thread's own buffers do (SQLite's page cache
+ * and the search index's buffers held about 0.9 MiB a connection after 200 KiB messages).
+ */
+static void
+trim_after(struct ac_ctx *c)
+{
+	if (c->in.cap > SCRATCH_KEEP || c->resp.body.cap > SCRATCH_KEEP)
+		ac_repo_trim(c->repo);
+}
+
 static void
 handle(struct ac_ctx *c)
 {
@@ -330,12 +342,15 @@ handle(struct ac_ctx *c)
 	ac_resp_start(c, 500);
 	if (ac_request_parse(c))
 		ac_route(c);
-	if (c->parked)
+	if (c->parked) {
+		trim_after(c);
 		return;	/* the event loop answers it, and logs it once answered */
+	}
 	ac_resp_finish(c);
 	if (c->resp.abort && !c->cgi)
 		abort_connection(c);
 	ac_log_request(c, started);
+	trim_after(c);
 }
 
 /*
@@ -518,6 +533,7 @@ run_job(struct thread *t, struct job *j)
 	bool lane = j->lane;
 
 	j->fn(&t->ctx, j->arg);
+	trim_after(&t->ctx);
 	free(j);
 	if (lane) {
 		pthread_mutex_lock(&gate.mu);
