@@ -25,13 +25,13 @@
 #include "../common/limits.h"
 #include "../common/log.h"
 #include "../common/util.h"
+#include "chat_impl.h"
 #include "handlers.h"
 #include "loop.h"
 #include "openai_impl.h"
 
 
 #define STORE_TRIES 4
-#define TOKENS_PER_MESSAGE 8
 
 static void
 oai_free(struct oai *o)
@@ -464,13 +464,6 @@ call(struct oai *o, const struct ac_llm_msg *msgs, size_t n)
 	finish(o);
 }
 
-
-static int64_t
-estimate_tokens(size_t bytes)
-{
-	return (int64_t)(bytes / 2) + TOKENS_PER_MESSAGE;	/* as chat.c's: over, never under */
-}
-
 /* X-Chat-Id: the user's chat, into which the last user message is stored now (and the reply later). */
 static bool
 begin_store(struct oai *o, const char *chat_header, bool user_ok, struct ac_str user,
@@ -592,7 +585,7 @@ ac_h_v1_chat_completions(struct ac_ctx *c, const struct ac_str *args)
 	if (msgs == NULL)
 		goto out;
 	for (size_t i = 0; i < n; i++)
-		tokens += estimate_tokens(msgs[i].content.len);
+		tokens += ac_send_estimate_tokens(msgs[i].content.len);
 	room = o->model->context_window - (o->opts.max_tokens > 0 ? o->opts.max_tokens : o->model->max_completion_tokens);
 	if (tokens > room) {
 		char msg[200];
