@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -456,6 +457,34 @@ accept_one(int listen_fd, struct job **job)
 }
 
 /*
+ * Whether the connection may simply be closed once the answer is out, instead of libfcgi's lingering
+ * close: shutdown, then waiting up to FINISH_GRACE_MS for the web server to close its end, which
+ * costs the thread a sleep and a wake-up on every request.  The lingering close keeps the kernel from
+ * answering data that comes after the close with a reset, which would make the web server drop the
+ * answer.  When the web server does not keep the connection and has sent the whole request (its input
+ * ended and nothing is left unread in the socket), nothing more can come: a close sends no reset.  A
+ * request that declared no body has its end read here: the web servers send it with the parameters.
+ */
+static bool
+input_finished(struct ac_ctx *c)
+{
+	int unread = -1;
+	char b;
+
+	if (c->fcgi.keepConnection || c->resp.abort || c->fcgi.in == NULL)
+		return false;
+	if (FCGX_HasSeenEOF(c->fcgi.in) != EOF) {
+		if (c->req.content_length > 0 || FCGX_GetParam("HTTP_TRANSFER_ENCODING", c->fcgi.envp) != NULL)
+			return false;	/* a body left unread (a 413, say): the lingering close drains it */
+		if (ac_io_read(c, &b, 1) != 0)
+			return false;
+	}
+	if (!ac_io_read_complete(c))
+		return false;
+	return ioctl(c->fcgi.ipcFd, FIONREAD, &unread) == 0 && unread == 0;
+}
+
+/*
  * Serves the requests of one connection (one, unless the web server asked to keep it).  libfcgi
  * takes the connection we accepted as one it kept open: it reads from ipcFd when that is open, and
  * closes it at the start of FCGX_Accept_r unless keepConnection is set.  listen_sock is -1, so that
@@ -491,9 +520,14 @@ serve(struct thread *t, int fd)
 			ac_log_set_request_id(NULL);
 			break;
 		}
+		/* libfcgi closes without lingering a connection it takes as detached. */
+		c->fcgi.detached = input_finished(c);
 		ac_watch_arm(&t->watch, ac_mono_us() + FINISH_GRACE_MS * 1000LL, false);
 		FCGX_Finish_r(&c->fcgi);
+		c->fcgi.detached = 0;
 		ac_watch_disarm(&t->watch);
+		if (c->fcgi.ipcFd < 0)	/* the watch's copy too: the web server sees the end now, not after the jobs */
+			ac_watch_close(&t->watch);
 		ac_run_after(c);
 		ac_log_set_request_id(NULL);
 		if (c->fcgi.ipcFd < 0 || atomic_load(&stopping))
