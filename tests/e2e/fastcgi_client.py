@@ -118,12 +118,16 @@ def fastcgi_request(path_to_socket, method, target, body=b"", params=None, conte
         sock.sendall(out)
         if not close_stdin:
             return None
-        stdout = bytearray()
-        while True:
-            version, rtype, _, length, padding = struct.unpack(">BBHHBx", _recv_exact(sock, 8))
-            content = _recv_exact(sock, length + padding)[:length]
-            if rtype == STDOUT:
-                stdout += content
-            elif rtype == END_REQUEST:
-                break
-    return parse_cgi_response(bytes(stdout))
+        return read_answer(sock)
+
+
+def read_answer(sock):
+    """(status, headers, body) of one answer read from sock, up to its END_REQUEST record."""
+    stdout = bytearray()
+    while True:
+        _, rtype, _, length, padding = struct.unpack(">BBHHBx", _recv_exact(sock, 8))
+        content = _recv_exact(sock, length + padding)[:length]
+        if rtype == STDOUT:
+            stdout += content
+        elif rtype == END_REQUEST:
+            return parse_cgi_response(bytes(stdout))

@@ -12,8 +12,8 @@ import struct
 import time
 
 from api import new_user
-from fastcgi_client import (BEGIN_REQUEST, END_REQUEST, PARAMS, RESPONDER, STDIN, STDOUT, _record,
-                            _recv_exact, encode_params, parse_cgi_response, socket_path)
+from fastcgi_client import (BEGIN_REQUEST, PARAMS, RESPONDER, STDIN, _record, encode_params, read_answer,
+                            socket_path)
 from harness import Stack, encode_json, test
 
 KEEP_CONN = 1
@@ -33,18 +33,6 @@ def request_bytes(method, target, body=b"", content_length=None, flags=0, end_in
     if end_input:
         out += _record(STDIN, b"")
     return out
-
-
-def read_answer(sock):
-    """(status, headers, body) of one answer, up to its END_REQUEST record."""
-    stdout = bytearray()
-    while True:
-        _, rtype, _, length, padding = struct.unpack(">BBHHBx", _recv_exact(sock, 8))
-        content = _recv_exact(sock, length + padding)[:length]
-        if rtype == STDOUT:
-            stdout += content
-        elif rtype == END_REQUEST:
-            return parse_cgi_response(bytes(stdout))
 
 
 def wait_eof(sock, within=5):
