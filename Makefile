@@ -22,7 +22,7 @@ endif
 # Debian packages: what building, running and testing need, and what only the benchmark needs.
 PACKAGES = gcc make libc6-dev pkg-config libfcgi-dev libsqlite3-dev libjson-c-dev libcurl4-openssl-dev \
 	libcmocka-dev ca-certificates nginx-light python3 python3-jsonschema curl chromium chromium-driver \
-	lighttpd spawn-fcgi apache2 libapache2-mod-fcgid man-db libfaketime gdb libpq-dev postgresql pgbouncer \
+	lighttpd spawn-fcgi apache2 libapache2-mod-fcgid man-db libfaketime gdb strace libpq-dev postgresql pgbouncer \
 	python3-psycopg2 libsodium-dev libjwt-dev apache2-utils prometheus
 BENCH_PACKAGES = wrk
 # What make deb needs (Debian's packaging tools), and the package test (a Debian root to install into).

@@ -57,10 +57,11 @@ struct ac_sql {
 
 enum ac_db_txn {
 	AC_TXN_READ,		/* one consistent snapshot for several reads */
-	AC_TXN_WRITE,		/* writes: SQLite takes its write lock at once (BEGIN IMMEDIATE) */
+	AC_TXN_WRITE,		/* writes: SQLite takes its write lock at once (BEGIN IMMEDIATE); the
+				 * commit returns once the write is on the disk */
 	/* Writes whose loss in a power cut (not a crash of the process) costs nothing, such as counters:
-	 * the commit does not wait for the disk (SQLite: synchronous = NORMAL for it, in WAL mode;
-	 * PostgreSQL: synchronous_commit off for it).  Otherwise as AC_TXN_WRITE. */
+	 * the commit does not wait for the disk (SQLite in WAL mode: not for the group commit's sync of
+	 * the log; PostgreSQL: synchronous_commit off for it).  Otherwise as AC_TXN_WRITE. */
 	AC_TXN_WRITE_LAZY,
 };
 
@@ -101,6 +102,9 @@ enum ac_err ac_db_begin(struct ac_db *db, enum ac_db_txn mode);
 enum ac_err ac_db_commit(struct ac_db *db);
 void ac_db_rollback(struct ac_db *db);
 bool ac_db_in_txn(const struct ac_db *db);
+/* SQLite in WAL mode: syncs of the write-ahead log this process has made.  Concurrent durable commits
+ * share one (group commit), so under load this grows slower than the commits. */
+uint64_t ac_db_sqlite_syncs(void);
 /* After a large request: the connection gives back the cache it grew for it (SQLite's page cache,
  * the search index's buffers); other engines keep nothing of the kind. */
 void ac_db_trim(struct ac_db *db);

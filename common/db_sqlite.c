@@ -2,8 +2,15 @@
  * The SQLite engine: one connection per struct ac_db, statements prepared once and kept, WAL mode,
  * foreign keys on, durable commits.  Writers of one process take turns on a mutex before they ask
  * SQLite for its lock: a thousand threads polling the file's lock would starve the one holding it.
+ *
+ * Group commit (WAL mode): a connection runs with synchronous = NORMAL, so its COMMIT writes the WAL
+ * without waiting for the disk; a durable write then gives up the locks and waits for a sync of the
+ * WAL file that began after its COMMIT returned, before it reports success.  One of the waiting
+ * threads syncs for all of them: a burst of concurrent writers shares one fdatasync instead of
+ * each holding the lock through its own (which was most of a send's time under load).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,10 +37,21 @@ struct lite {
 	int64_t busy_timeout_us;
 	int64_t busy_since;
 	bool writer;		/* holds the process's writer mutex */
-	bool lazy;		/* an AC_TXN_WRITE_LAZY transaction: synchronous = NORMAL until it ends */
+	bool wal;		/* the file is in WAL mode: synchronous = NORMAL and group commit */
+	bool durable;		/* the open transaction writes and must reach the disk before it ends */
+	int64_t changes_at_begin;	/* sqlite3_total_changes64 when it began; -1: sync whatever it did */
+	bool lazy;		/* not WAL: an AC_TXN_WRITE_LAZY transaction, synchronous = NORMAL until it ends */
 };
 
 static pthread_mutex_t writer = PTHREAD_MUTEX_INITIALIZER;
+
+/* The group commit's state: commits counted, and how many of them a finished sync covers. */
+static pthread_mutex_t sync_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sync_done = PTHREAD_COND_INITIALIZER;
+static uint64_t commits_made;		/* durable commits of this process, under sync_mu */
+static uint64_t commits_synced;		/* the first this many are on the disk, under sync_mu */
+static bool syncing;			/* a thread is syncing the WAL, under sync_mu */
+static atomic_uint_fast64_t syncs_done;	/* for tests and figures */
 
 /*
  * Waiting for another process's writer: short sleeps growing from 50 us to 2 ms.  SQLite's own
@@ -75,6 +93,95 @@ fail(struct lite *l, int rc)
 	}
 }
 
+/* Whether the file is in WAL mode (a new file is not until its first migration sets it). */
+static bool
+journal_is_wal(struct lite *l)
+{
+	sqlite3_stmt *s = NULL;
+	bool wal = false;
+
+	if (sqlite3_prepare_v2(l->db, "PRAGMA journal_mode", -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW) {
+		const char *mode = (const char *)sqlite3_column_text(s, 0);
+
+		wal = mode != NULL && strcmp(mode, "wal") == 0;
+	}
+	sqlite3_finalize(s);
+	return wal;
+}
+
+/* WAL mode: commits do not wait for the disk, wait_synced does (group commit).  Otherwise every
+ * commit waits for the disk itself (FULL). */
+static enum ac_err
+set_wal(struct lite *l, bool wal)
+{
+	l->wal = wal;
+	if (sqlite3_exec(l->db, wal ? "PRAGMA synchronous = NORMAL" : "PRAGMA synchronous = FULL", NULL, NULL,
+	    NULL) != SQLITE_OK)
+		return fail(l, sqlite3_errcode(l->db));
+	return AC_OK;
+}
+
+/* This connection's handle on the WAL file, synced: fdatasync covers what every connection wrote. */
+static enum ac_err
+sync_wal(struct lite *l)
+{
+	sqlite3_file *f = NULL;
+	int rc = sqlite3_file_control(l->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f);
+
+	if (rc == SQLITE_OK && (f == NULL || f->pMethods == NULL))
+		rc = SQLITE_MISUSE;	/* no WAL open: cannot happen after a commit in WAL mode */
+	if (rc == SQLITE_OK)
+		rc = f->pMethods->xSync(f, SQLITE_SYNC_NORMAL);
+	if (rc != SQLITE_OK) {
+		snprintf(l->errmsg, sizeof(l->errmsg), "sync of the write-ahead log: %s", sqlite3_errstr(rc));
+		return AC_EDB;
+	}
+	atomic_fetch_add(&syncs_done, 1);
+	return AC_OK;
+}
+
+/*
+ * After a durable COMMIT (counted as commit number seq, once it had returned): returns when a sync
+ * that began after it has finished.  The first waiter to find no sync running does it, for every
+ * commit counted by then; the others sleep until one covers them.  A failed sync is the failing
+ * waiter's error; those it would have covered try again themselves.
+ */
+static enum ac_err
+wait_synced(struct lite *l, uint64_t seq)
+{
+	enum ac_err err = AC_OK;
+
+	pthread_mutex_lock(&sync_mu);
+	while (commits_synced < seq) {
+		uint64_t upto;
+
+		if (syncing) {
+			pthread_cond_wait(&sync_done, &sync_mu);
+			continue;
+		}
+		syncing = true;
+		upto = commits_made;
+		pthread_mutex_unlock(&sync_mu);
+		err = sync_wal(l);
+		pthread_mutex_lock(&sync_mu);
+		syncing = false;
+		if (err == AC_OK && upto > commits_synced)
+			commits_synced = upto;
+		pthread_cond_broadcast(&sync_done);
+		if (err != AC_OK)
+			break;
+	}
+	pthread_mutex_unlock(&sync_mu);
+	return err;
+}
+
+uint64_t
+ac_db_sqlite_syncs(void)
+{
+	return atomic_load(&syncs_done);
+}
+
 static enum ac_err
 configure(struct lite *l, int busy_timeout_ms)
 {
@@ -83,12 +190,11 @@ configure(struct lite *l, int busy_timeout_ms)
 	l->busy_timeout_us = (int64_t)busy_timeout_ms * 1000;
 	sqlite3_busy_handler(l->db, on_busy, l);
 	sqlite3_extended_result_codes(l->db, 1);
-	/* Foreign keys are per connection (cascade delete needs them); FULL makes every commit durable;
-	 * a small page cache each, as there is a connection per thread. */
-	if (sqlite3_exec(l->db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -1024;",
-	    NULL, NULL, NULL) != SQLITE_OK)
+	/* Foreign keys are per connection (cascade delete needs them); a small page cache each, as there
+	 * is a connection per thread. */
+	if (sqlite3_exec(l->db, "PRAGMA foreign_keys = ON; PRAGMA cache_size = -1024;", NULL, NULL, NULL) != SQLITE_OK)
 		return fail(l, sqlite3_errcode(l->db));
-	return AC_OK;
+	return set_wal(l, journal_is_wal(l));
 }
 
 static void
@@ -323,7 +429,9 @@ lite_begin(struct ac_db *d, enum ac_db_txn mode)
 		return exec(l, "BEGIN");
 	if ((err = writer_lock(l)) != AC_OK)
 		return err;
-	if (mode == AC_TXN_WRITE_LAZY) {
+	l->durable = mode == AC_TXN_WRITE;
+	l->changes_at_begin = sqlite3_total_changes64(l->db);
+	if (mode == AC_TXN_WRITE_LAZY && !l->wal) {
 		/* Set outside the transaction, for its commit; back to FULL when it ends (lazy_end). */
 		if ((err = exec(l, "PRAGMA synchronous = NORMAL")) != AC_OK) {
 			writer_unlock(l);
@@ -345,6 +453,7 @@ lite_rollback(struct ac_db *d)
 
 	if (!sqlite3_get_autocommit(l->db))
 		(void)sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+	l->durable = false;
 	lazy_end(l);
 	writer_unlock(l);
 }
@@ -354,12 +463,22 @@ lite_commit(struct ac_db *d)
 {
 	struct lite *l = (struct lite *)d;
 	enum ac_err err = exec(l, "COMMIT");
+	/* Group commit for a durable transaction that changed something (in WAL mode). */
+	bool wait = err == AC_OK && l->wal && l->durable &&
+	    (l->changes_at_begin < 0 || sqlite3_total_changes64(l->db) != l->changes_at_begin);
+	uint64_t seq = 0;
 
 	if (err != AC_OK)
 		lite_rollback(d);
+	l->durable = false;
 	lazy_end(l);
 	writer_unlock(l);
-	return err;
+	if (!wait)
+		return err;
+	pthread_mutex_lock(&sync_mu);
+	seq = ++commits_made;
+	pthread_mutex_unlock(&sync_mu);
+	return wait_synced(l, seq);
 }
 
 static bool
@@ -377,6 +496,10 @@ lite_schema_begin(struct ac_db *d)
 	/* WAL lets readers go on while one process writes; it cannot be set inside a transaction. */
 	if ((err = exec(l, "PRAGMA journal_mode = WAL")) != AC_OK)
 		return err;
+	if ((err = set_wal(l, journal_is_wal(l))) != AC_OK)
+		return err;
+	l->durable = true;
+	l->changes_at_begin = -1;	/* a migration's DDL changes no rows: its commit syncs anyway */
 	return exec(l, "BEGIN IMMEDIATE");
 }
 
