@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 from api import chat_path, create_chat, expect, new_user
-from harness import ROOT, WORKER, Stack, test
+from harness import ROOT, WORKER, Skip, Stack, test
 from provider import model_env, new_chat, shared_provider, stream_chat, tag
 from test_crash import skip, supervisor_and_children
 
@@ -252,6 +252,10 @@ def sqlite_memory_statistics_are_off():
                             "-ex", "print (long long) sqlite3_memory_used()"],
                            capture_output=True, text=True, timeout=60)
         lines = [line for line in r.stdout.splitlines() if line.startswith("$1 = ")]
+        if not lines and "Couldn't write extended state status" in r.stdout + r.stderr:
+            # gdb cannot call a function in a process on some CPUs and kernels (it fails restoring the
+            # registers' extended state); the answer is unknowable here, not wrong.
+            raise Skip("gdb cannot call functions in a process on this machine (extended state)")
         assert lines, f"gdb could not ask the worker: {r.stdout[-800:]} {r.stderr[-800:]}"
         assert lines[0] == "$1 = 0", f"SQLite counts its memory ({lines[0]}): MEMSTATUS is on"
         healthy(s, 3)
